@@ -1,0 +1,1 @@
+"""HOYA: deep learning on HBase and HDFS data with Spark, Horovod and Airflow."""

@@ -1,0 +1,1 @@
+"""Clients for the storage systems HOYA reads and writes: HDFS, Spark sessions."""

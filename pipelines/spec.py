@@ -1,0 +1,117 @@
+"""The pipeline file: one YAML file per pipeline in ``conf/pipelines/``.
+
+This module needs only pydantic and PyYAML, so the Airflow environment can import it
+to build DAGs without Spark or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipelines.config import REPO_ROOT
+
+PIPELINES_DIR = REPO_ROOT / "conf" / "pipelines"
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly"}
+
+
+class SpecError(ValueError):
+    """A pipeline file is invalid; the message names the file, key, value and fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DagSettings(_Section):
+    schedule: str | None = Field(
+        None, description="a cron expression, an @preset such as @daily, or null for manual runs"
+    )
+    start_date: dt.date = Field(
+        dt.date(2018, 1, 1), description="a date, YYYY-MM-DD, of the first data interval"
+    )
+    catchup: bool = Field(False, description="true to run every interval since start_date")
+    owner: str = Field("hoya", description="the owner shown in Airflow")
+    tags: list[str] = Field(default_factory=list, description="a list of tag strings")
+    retries: int = Field(2, ge=0, le=10, description="task retries, from 0 to 10")
+    retry_delay_s: int = Field(60, ge=1, le=3600, description="seconds from 1 to 3600")
+    max_active_runs: int = Field(1, ge=1, le=16, description="from 1 to 16")
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, value: str | None) -> str | None:
+        if value is None or value in _PRESETS or len(value.split()) == 5:
+            return value
+        raise ValueError("is neither an @preset nor a 5-field cron expression")
+
+
+class PipelineSpec(_Section):
+    name: str = Field(description="lower-case letters, digits and _, starting with a letter")
+    description: str = ""
+    dag: DagSettings = Field(default_factory=DagSettings)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("must be lower-case letters, digits and _, starting with a letter")
+        return value
+
+
+def _describe(error: dict[str, Any], path: Path) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{path.name}: unknown key '{key}'; remove it or check its spelling"
+    if error["type"] == "missing":
+        return f"{path.name}: missing key '{key}'; add it"
+    hint = _field_description(error["loc"])
+    suffix = f"; allowed: {hint}" if hint else ""
+    return f"{path.name}: {key} = {error.get('input')!r} is invalid: {error['msg']}{suffix}"
+
+
+def _field_description(loc: tuple[Any, ...]) -> str:
+    model: Any = PipelineSpec
+    description = ""
+    for part in loc:
+        if isinstance(part, int) or not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return ""
+        description = field.description or ""
+        model = field.annotation
+    return description
+
+
+def load_spec(path: Path | str) -> PipelineSpec:
+    """Load and validate one pipeline file; raise SpecError naming every bad key."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise SpecError(f"{path}: file not found") from err
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path.name}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise SpecError(f"{path.name}: the top level must be a mapping with a 'name' key")
+    try:
+        spec = PipelineSpec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError("\n".join(_describe(e, path) for e in err.errors())) from None
+    if spec.name != path.stem:
+        raise SpecError(
+            f"{path.name}: name = {spec.name!r} must equal the file name without .yaml "
+            f"({path.stem!r}); rename the file or the pipeline"
+        )
+    return spec
+
+
+def pipeline_files(folder: Path | None = None) -> list[Path]:
+    """Return the pipeline files in ``folder`` (default ``conf/pipelines``), sorted."""
+    return sorted((folder or PIPELINES_DIR).glob("*.yaml"))
