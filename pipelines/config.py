@@ -62,6 +62,9 @@ class HBaseSettings(_Section):
     timeout_ms: int = Field(
         120_000, ge=1_000, description="socket timeout in milliseconds, at least 1000"
     )
+    thrift2_port: int = Field(
+        9091, ge=1, le=65535, description="the Thrift2 server's port (DDL), from 1 to 65535"
+    )
 
 
 class HdfsSettings(_Section):
@@ -124,6 +127,7 @@ class StackPorts(_Section):
     hbase_master: int = Field(16000, ge=1, le=65535)
     hbase_regionserver: int = Field(16020, ge=1, le=65535)
     hbase_thrift: int = Field(9090, ge=1, le=65535)
+    hbase_thrift2: int = Field(9091, ge=1, le=65535)
     namenode: int = Field(9000, ge=1, le=65535)
     namenode_http: int = Field(9870, ge=1, le=65535)
     datanode: int = Field(9866, ge=1, le=65535)
@@ -250,6 +254,7 @@ def _apply_port_offset(config: HoyaConfig, offset: int) -> None:
         setattr(ports, name, getattr(ports, name) + offset)
     if config.hbase.thrift_host in LOCAL_HOSTS:
         config.hbase.thrift_port += offset
+        config.hbase.thrift2_port += offset
     config.hdfs.uri = _shift_endpoint(config.hdfs.uri, offset)
     config.hdfs.webhdfs_url = _shift_endpoint(config.hdfs.webhdfs_url, offset)
 

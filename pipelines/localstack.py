@@ -152,6 +152,15 @@ def services(config: HoyaConfig) -> list[Service]:
             (ports.hbase_thrift,),
             _thrift_healthy,
         ),
+        # The Thrift2 API adds what Thrift1 lacks: namespaces and pre-split tables.
+        Service(
+            "thrift2",
+            "org.apache.hadoop.hbase.thrift2.ThriftServer",
+            ("-p", str(ports.hbase_thrift2), "--bind", BIND_HOST, "--infoport", "-1", "start"),
+            "256m",
+            (ports.hbase_thrift2,),
+            lambda config: _port_open(config.stack.ports.hbase_thrift2),
+        ),
     ]
 
 

@@ -30,7 +30,8 @@ def test_stack_status_reports_every_service_healthy(stack):
     assert result.returncode == 0, result.stdout + result.stderr
     states = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[1:]}
     assert states == {
-        "namenode": "healthy", "datanode": "healthy", "hbase": "healthy", "thrift": "healthy"
+        "namenode": "healthy", "datanode": "healthy", "hbase": "healthy", "thrift": "healthy",
+        "thrift2": "healthy",
     }
 
 
