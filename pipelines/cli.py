@@ -159,6 +159,15 @@ def _print_status(rows: list[dict[str, object]]) -> None:
         click.echo(f"{row['service']:<10} {row['state']:<10} {pid!s:<8} {ports:<20} {row['log']}")
 
 
+def _register_commands() -> None:
+    from pipelines.train.commands import train_command
+
+    cli.add_command(train_command)
+
+
+_register_commands()
+
+
 def main() -> None:
     cli(obj={})
 

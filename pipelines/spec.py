@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipelines.config import REPO_ROOT
+from pipelines.train.spec import ModelSpec, TrainSettings
 
 PIPELINES_DIR = REPO_ROOT / "conf" / "pipelines"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -55,6 +56,8 @@ class PipelineSpec(_Section):
     name: str = Field(description="lower-case letters, digits and _, starting with a letter")
     description: str = ""
     dag: DagSettings = Field(default_factory=DagSettings)
+    model: ModelSpec | None = None
+    train: TrainSettings = Field(default_factory=TrainSettings)
 
     @field_validator("name")
     @classmethod
