@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
-from pipelines.config import HoyaConfig, load_config
-from pipelines.io.webhdfs import WebHdfs, WebHdfsError
+from pipelines.config import HoyaConfig
+from pipelines.io.storage import is_hdfs, join_uri, read_text, write_text  # noqa: F401
+from pipelines.io.webhdfs import WebHdfsError
 
 log = logging.getLogger(__name__)
 
@@ -31,33 +31,16 @@ class ManifestError(ValueError):
     """A manifest is missing, unreadable or of an unsupported version."""
 
 
-def is_hdfs(uri: str) -> bool:
-    return uri.startswith("hdfs://")
-
-
-def join_uri(base: str, *parts: str) -> str:
-    """Join path parts onto a local path or an ``hdfs://`` URI."""
-    return "/".join([base.rstrip("/"), *(part.strip("/") for part in parts)])
-
-
 def split_uri(dataset_uri: str, split: str) -> str:
     """Return the folder of one split (train, validation, test or quarantine)."""
     return join_uri(dataset_uri, split)
-
-
-def _webhdfs(config: HoyaConfig | None) -> WebHdfs:
-    return WebHdfs.from_config(config or load_config())
 
 
 def read_manifest(dataset_uri: str, config: HoyaConfig | None = None) -> dict[str, Any]:
     """Return the manifest of the dataset at ``dataset_uri``."""
     uri = join_uri(dataset_uri, MANIFEST_NAME)
     try:
-        if is_hdfs(uri):
-            text = _webhdfs(config).read(uri).decode("utf-8")
-        else:
-            text = Path(uri).read_text(encoding="utf-8")
-        manifest = json.loads(text)
+        manifest = json.loads(read_text(uri, config))
     except FileNotFoundError as err:
         raise ManifestError(
             f"no manifest at {uri}; run the preprocess job for this dataset first"
@@ -80,10 +63,6 @@ def write_manifest(
     manifest = {"format_version": MANIFEST_VERSION, **manifest}
     text = json.dumps(manifest, indent=2, sort_keys=False, default=str)
     uri = join_uri(dataset_uri, MANIFEST_NAME)
-    if is_hdfs(uri):
-        _webhdfs(config).write(uri, text.encode("utf-8"))
-    else:
-        Path(uri).parent.mkdir(parents=True, exist_ok=True)
-        Path(uri).write_text(text, encoding="utf-8")
+    write_text(uri, text, config)
     log.info("wrote manifest %s", uri)
     return uri

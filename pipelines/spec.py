@@ -7,15 +7,17 @@ to build DAGs without Spark or TensorFlow.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from pipelines.config import REPO_ROOT
 from pipelines.train.spec import ModelSpec, TrainSettings
+from pipelines.preprocess.spec import PreprocessSpec, SourceSpec
 
 PIPELINES_DIR = REPO_ROOT / "conf" / "pipelines"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -52,12 +54,45 @@ class DagSettings(_Section):
         raise ValueError("is neither an @preset nor a 5-field cron expression")
 
 
+class StorageSpec(_Section):
+    root: str | None = Field(
+        None,
+        description="a local folder or hdfs:// URI holding the pipeline's raw data, dataset, "
+        "models and reports; null means .hoya/pipelines/<name> in the checkout",
+    )
+
+
 class PipelineSpec(_Section):
     name: str = Field(description="lower-case letters, digits and _, starting with a letter")
     description: str = ""
     dag: DagSettings = Field(default_factory=DagSettings)
     model: ModelSpec | None = None
     train: TrainSettings = Field(default_factory=TrainSettings)
+    storage: StorageSpec = Field(default_factory=StorageSpec)
+    source: SourceSpec | None = None
+    preprocess: PreprocessSpec | None = None
+    _config_hash: str = PrivateAttr("")
+    _path: str = PrivateAttr("")
+
+    @property
+    def config_hash(self) -> str:
+        """SHA-256 of the pipeline file's text, recorded in every artifact it produces."""
+        return self._config_hash
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def storage_root(self) -> str:
+        """Return the storage root; relative local paths start at the repository root."""
+        root = self.storage.root or f".hoya/pipelines/{self.name}"
+        if "://" in root or root.startswith("/"):
+            return root.rstrip("/")
+        return str(REPO_ROOT / root)
+
+    def uri(self, *parts: str) -> str:
+        """Return a location under the storage root, e.g. uri("dataset")."""
+        return "/".join([self.storage_root(), *parts])
 
     @field_validator("name")
     @classmethod
@@ -96,7 +131,8 @@ def load_spec(path: Path | str) -> PipelineSpec:
     """Load and validate one pipeline file; raise SpecError naming every bad key."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
     except FileNotFoundError as err:
         raise SpecError(f"{path}: file not found") from err
     except yaml.YAMLError as err:
@@ -112,6 +148,8 @@ def load_spec(path: Path | str) -> PipelineSpec:
             f"{path.name}: name = {spec.name!r} must equal the file name without .yaml "
             f"({path.stem!r}); rename the file or the pipeline"
         )
+    spec._config_hash = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    spec._path = str(path.resolve())
     return spec
 
 
