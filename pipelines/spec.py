@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from pipelines.config import REPO_ROOT
 from pipelines.train.spec import ModelSpec, TrainSettings
 from pipelines.preprocess.spec import PreprocessSpec, SourceSpec
+from pipelines.predict.spec import AutoencoderStage, EvaluateSpec, OutputSpec
 
 PIPELINES_DIR = REPO_ROOT / "conf" / "pipelines"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -71,6 +72,9 @@ class PipelineSpec(_Section):
     storage: StorageSpec = Field(default_factory=StorageSpec)
     source: SourceSpec | None = None
     preprocess: PreprocessSpec | None = None
+    autoencoder: AutoencoderStage | None = None
+    evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
     _config_hash: str = PrivateAttr("")
     _path: str = PrivateAttr("")
 
