@@ -121,7 +121,10 @@ def handle_missing(
     quarantined: DataFrame | None = None
     window = _series_window(spec)
 
+    float_columns = {name for name, kind in frame.dtypes if kind in {"double", "float"}}
     for column, rule in spec.missing.items():
+        if column in float_columns:  # NaN (e.g. from pandas or Parquet) counts as missing
+            frame = frame.withColumn(column, F.when(~F.isnan(column), F.col(column)))
         if rule.strategy in {"mean", "median"} and column not in fills:
             train = _train_rows(frame)
             if rule.strategy == "mean":
