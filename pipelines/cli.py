@@ -164,6 +164,10 @@ def _register_commands() -> None:
 
     cli.add_command(train_command)
 
+    from pipelines.tables.commands import register as register_tables
+
+    register_tables(cli)
+
 
 _register_commands()
 
