@@ -132,8 +132,12 @@ def run_ingest(
     row_start: str | None = None,
     row_stop: str | None = None,
     time_range: tuple[int, int] | None = None,
+    until: str | None = None,
 ) -> dict[str, Any]:
     """Read the source, quarantine rows missing required columns, write Parquet.
+
+    ``until`` (YYYY-MM-DD, the end of a data interval) limits the read to rows whose
+    ``source.interval_column`` is on or before that date.
 
     Returns the summary also written to ``<output>/ingest.json``.
     """
@@ -145,6 +149,12 @@ def run_ingest(
              source.table or source.path, output_uri)
 
     rows, quarantined = read_source(spark, source, config, row_start, row_stop, time_range)
+    if until is not None:
+        if not source.interval_column:
+            raise IngestError(
+                "--until needs source.interval_column, the date column of the data interval"
+            )
+        rows = rows.filter(F.col(source.interval_column) <= F.lit(until))
     missing_required = [c for c in source.required if c not in rows.columns]
     if missing_required:
         raise IngestError(f"source.required columns {missing_required} are not in the source")
@@ -170,6 +180,7 @@ def run_ingest(
         "row_start": row_start or source.row_start,
         "row_stop": row_stop or source.row_stop,
         "time_range": list(time_range or source.time_range or []) or None,
+        "until": until,
         "rows_read": written + sum(reasons.values()),
         "rows_written": written,
         "rows_quarantined": sum(reasons.values()),
@@ -189,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--row-stop", help="row key to stop before")
     parser.add_argument("--time-range", nargs=2, type=int, metavar=("START_MS", "END_MS"),
                         help="cell timestamps to read, [start, end) in epoch milliseconds")
+    parser.add_argument("--until", help="read rows up to this date (YYYY-MM-DD), inclusive")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -204,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     spark = spark_session(config, f"hoya-ingest-{pipeline.name}")
     try:
         run_ingest(spark, pipeline, config, args.output, args.row_start, args.row_stop,
-                   tuple(args.time_range) if args.time_range else None)
+                   tuple(args.time_range) if args.time_range else None, args.until)
     except IngestError as err:
         log.error("%s", err)
         return 1

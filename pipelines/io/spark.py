@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 from pipelines.config import REPO_ROOT, HoyaConfig
 
@@ -39,3 +40,49 @@ def spark_session(config: HoyaConfig, app_name: str):
     session.sparkContext.setLogLevel("WARN")
     log.info("Spark session %s on %s", app_name, session.sparkContext.master)
     return session
+
+
+def package_zip() -> Path:
+    """Zip the ``pipelines`` package for ``--py-files``, so cluster executors can import it."""
+    import zipfile
+
+    target = REPO_ROOT / ".hoya" / "build" / "pipelines.zip"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sources = sorted((REPO_ROOT / "pipelines").rglob("*.py"))
+    newest = max(path.stat().st_mtime for path in sources)
+    if target.exists() and target.stat().st_mtime >= newest:
+        return target
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sources:
+            archive.write(path, path.relative_to(REPO_ROOT))
+    return target
+
+
+def spark_submit_command(config: HoyaConfig, script: Path, args: list[str]) -> list[str]:
+    """Return the spark-submit argument list that runs ``script`` with ``args``.
+
+    Values from the configuration go in as separate arguments, never through a shell.
+    """
+    spark_submit = Path(sys.executable).parent / "spark-submit"
+    command = [
+        str(spark_submit),
+        "--master", config.spark.master,
+        "--driver-memory", config.spark.driver_memory,
+        "--conf", f"spark.hadoop.fs.defaultFS={config.hdfs.uri}",
+        "--conf", "spark.sql.session.timeZone=UTC",
+        "--conf", f"spark.pyspark.python={sys.executable}",
+    ]
+    for key, value in config.spark.conf.items():
+        command += ["--conf", f"{key}={value}"]
+    command += ["--py-files", str(package_zip()), str(script), *args]
+    return command
+
+
+def run_spark_submit(config: HoyaConfig, script: Path, args: list[str]) -> int:
+    """Run spark-submit in the foreground and return its exit code."""
+    import subprocess
+
+    command = spark_submit_command(config, script, args)
+    log.info("running %s", " ".join(command))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run(command, env=env, check=False).returncode

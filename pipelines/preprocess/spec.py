@@ -79,6 +79,11 @@ class SourceSpec(_Section):
     required: list[str] = Field(
         default_factory=list, description="columns whose null sends the row to quarantine"
     )
+    interval_column: str | None = Field(
+        None,
+        description="a YYYY-MM-DD column; a run given --until reads only rows up to that "
+        "date, so a backfill of a past data interval reproduces that interval's input",
+    )
     row_start: str | None = Field(None, description="first row key (inclusive), or null")
     row_stop: str | None = Field(None, description="row key to stop before, or null")
     time_range: tuple[int, int] | None = Field(
