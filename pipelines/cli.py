@@ -160,6 +160,10 @@ def _print_status(rows: list[dict[str, object]]) -> None:
 
 
 def _register_commands() -> None:
+    from pipelines.preprocess.commands import ingest_command, preprocess_command
+
+    cli.add_command(ingest_command)
+    cli.add_command(preprocess_command)
     from pipelines.train.commands import train_command
 
     cli.add_command(train_command)
