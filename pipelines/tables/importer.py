@@ -359,7 +359,7 @@ def _run_spark(
     session = spark or spark_session(settings.config, f"hoya-import-{settings.schema.table}")
     context = session.sparkContext
     # Several groups per core, so a slow group does not leave a core idle at the end.
-    groups = split_files(files, context.defaultParallelism * 4)
+    groups = split_files(files, context.defaultParallelism * 8)
     rows_done = context.accumulator(0)
     files_done = context.accumulator(0)
 
