@@ -104,6 +104,21 @@ def pipeline_validate(ctx: click.Context, files: tuple[str, ...]) -> None:
         ctx.exit(2)
 
 
+@cli.command("airflow-settings", hidden=True)
+@click.pass_context
+def airflow_settings(ctx: click.Context) -> None:
+    """Print shell exports that bin/airflow evaluates: home, Spark connection, pool size."""
+    import json
+    import shlex
+
+    config = _load(ctx)
+    connection = json.dumps({"conn_type": "spark", "host": config.spark.master})
+    slots = config.horovod.num_gpus or config.horovod.num_ranks
+    click.echo(f"export AIRFLOW_HOME={shlex.quote(str(config.airflow_home))}")
+    click.echo(f"export AIRFLOW_CONN_HOYA_SPARK={shlex.quote(connection)}")
+    click.echo(f"export HOYA_GPU_SLOTS={slots}")
+
+
 # The local stack.
 
 
@@ -164,9 +179,11 @@ def _register_commands() -> None:
 
     cli.add_command(ingest_command)
     cli.add_command(preprocess_command)
+    from pipelines.predict.commands import predictions_group
     from pipelines.train.commands import train_command
 
     cli.add_command(train_command)
+    cli.add_command(predictions_group)
 
     from pipelines.tables.commands import register as register_tables
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -158,5 +159,9 @@ def load_spec(path: Path | str) -> PipelineSpec:
 
 
 def pipeline_files(folder: Path | None = None) -> list[Path]:
-    """Return the pipeline files in ``folder`` (default ``conf/pipelines``), sorted."""
-    return sorted((folder or PIPELINES_DIR).glob("*.yaml"))
+    """Return the pipeline files in ``folder``, sorted.
+
+    The default folder is ``$HOYA_PIPELINES_DIR``, or ``conf/pipelines`` when unset.
+    """
+    default = Path(os.environ.get("HOYA_PIPELINES_DIR", PIPELINES_DIR))
+    return sorted((folder or default).glob("*.yaml"))
