@@ -179,10 +179,12 @@ def import_command(ctx: click.Context, table: str, source: str, table_name: str 
     """
     from pipelines.tables.admin import apply_schema
     from pipelines.tables.importer import load_mapping, run_import
+    from pipelines.tables.sources import list_sources
 
     config = _config(ctx)
     with _errors(ctx):
         schema = _schema(table, table_name)
+        list_sources(config, source, file_format)  # a bad source fails before any table exists
         apply_schema(config, schema)
         result = run_import(
             config, schema, source, file_format=file_format, mapping=load_mapping(mapping),
