@@ -92,7 +92,13 @@ def build_dag(spec: PipelineSpec, path: Path, ranks: int) -> DAG:
             "epochs": Param(
                 None, type=["null", "integer"], minimum=1,
                 description="override train.epochs for this run",
-            )
+            ),
+            "row_start": Param(
+                None, type=["null", "string"], description="first row key to ingest"
+            ),
+            "row_stop": Param(
+                None, type=["null", "string"], description="row key to stop the ingest before"
+            ),
         },
         **_dag_args(spec),
     )

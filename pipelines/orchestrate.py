@@ -22,6 +22,10 @@ from pipelines.config import REPO_ROOT
 from pipelines.spec import PipelineSpec
 
 UNTIL = "{{ data_interval_end | ds }}"
+# Manual runs may narrow the ingest to a row-key range through the DAG's params; an
+# empty value means no bound.
+ROW_START = "{{ params.row_start or '' }}"
+ROW_STOP = "{{ params.row_stop or '' }}"
 VERSION = "v{{ ts_nodash }}"
 GPU_POOL = "hoya_gpu"
 
@@ -54,7 +58,9 @@ def plan_tasks(spec: PipelineSpec, pipeline_file: Path | str, ranks: int) -> lis
     train_dataset = dataset
     tasks: list[PlannedTask] = [
         PlannedTask("validate_config", "hoya", ("pipeline", "validate", path)),
-        PlannedTask("ingest", "spark", ("--pipeline", path, "--until", UNTIL),
+        PlannedTask("ingest", "spark",
+                    ("--pipeline", path, "--until", UNTIL, "--row-start", ROW_START,
+                     "--row-stop", ROW_STOP),
                     script=_job("ingest/job.py")),
         PlannedTask("preprocess", "spark", ("--pipeline", path),
                     script=_job("preprocess/job.py")),

@@ -62,7 +62,7 @@ def test_sp500_dag_has_the_tasks_in_order(airflow_python, tmp_path):
     assert dag["tags"] == ["hoya", "sp500", "volatility"]
     assert dag["owner"] == "hoya"
     assert dag["retries"] == 2
-    assert dag["params"] == ["epochs"]
+    assert dag["params"] == ["epochs", "row_start", "row_stop"]
     assert dag["schedule"] == "NullTimetable"  # schedule: null, manual runs only
 
 

@@ -215,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     spark = spark_session(config, f"hoya-ingest-{pipeline.name}")
     try:
-        run_ingest(spark, pipeline, config, args.output, args.row_start, args.row_stop,
+        # An empty bound (from an unset Airflow param) means no bound.
+        run_ingest(spark, pipeline, config, args.output, args.row_start or None,
+                   args.row_stop or None,
                    tuple(args.time_range) if args.time_range else None, args.until)
     except IngestError as err:
         log.error("%s", err)
