@@ -59,12 +59,29 @@ class GateSpec(_Section):
     max_ratio: float | None = Field(
         None,
         gt=0.0,
-        description="for error metrics: the largest allowed model/baseline ratio, e.g. 0.95; "
-        "for accuracy and auc: the smallest allowed model/baseline ratio; null for none",
+        description="rmse, mae and log_loss only: the largest allowed model/baseline ratio, "
+        "e.g. 0.95, or null for none",
     )
-    max_value: float | None = Field(
-        None, description="for error metrics the largest allowed value, else the smallest; or null"
+    min_ratio: float | None = Field(
+        None,
+        gt=0.0,
+        description="accuracy and auc only: the smallest allowed model/baseline ratio, "
+        "e.g. 1.02, or null for none",
     )
+
+    @model_validator(mode="after")
+    def _ratio_fits_metric(self) -> "GateSpec":
+        if self.metric in HIGHER_IS_BETTER and self.max_ratio is not None:
+            raise ValueError(
+                f"gate.max_ratio applies to error metrics; for metric {self.metric} "
+                "use gate.min_ratio"
+            )
+        if self.metric not in HIGHER_IS_BETTER and self.min_ratio is not None:
+            raise ValueError(
+                f"gate.min_ratio applies to accuracy and auc; for metric {self.metric} "
+                "use gate.max_ratio"
+            )
+        return self
 
 
 class EvaluateSpec(_Section):
