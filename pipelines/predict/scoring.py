@@ -121,16 +121,21 @@ def validate_features(
 
     Returns ``(matrix, valid_mask, reasons)``; ``reasons[i]`` is None for a valid row.
     """
-    reasons: list[str | None] = []
-    rows = []
-    for value in features:
-        reason, row = _check_row(value, width, names)
-        reasons.append(reason)
-        if row is not None:
-            rows.append(row)
-    valid = np.array([reason is None for reason in reasons], dtype=bool)
-    matrix = np.stack(rows).astype(np.float32) if rows else np.zeros((0, width), np.float32)
-    return matrix, valid, reasons
+    values = features.to_numpy(dtype=object)
+    lengths = np.array([-1 if v is None else np.size(v) for v in values], dtype=np.int64)
+    full = lengths == width
+    matrix = (
+        np.concatenate([np.asarray(v, dtype=np.float32) for v in values[full]]).reshape(-1, width)
+        if full.any() else np.zeros((0, width), np.float32)
+    )
+    finite = np.isfinite(matrix).all(axis=1)
+    valid = full.copy()
+    valid[np.flatnonzero(full)[~finite]] = False
+    reasons: list[str | None] = [None] * len(values)
+    # Only invalid rows take the slow path that names the first bad value.
+    for position in np.flatnonzero(~valid):
+        reasons[position] = _check_row(values[position], width, names)[0]
+    return matrix[finite], valid, reasons
 
 
 def _check_row(
