@@ -167,14 +167,17 @@ class TrainingRun:
 
     def restore(self) -> None:
         """On rank 0 load the last checkpoint, then share the epoch and weights with all ranks."""
+        # Create the optimizer's slots and hyper-parameter variables now, on every rank, so
+        # the checkpoint restores into them and all ranks broadcast the same variable list.
+        self.optimizer._create_all_weights(self.built.model.trainable_variables)  # noqa: SLF001
         state = None
         if self.rank == 0:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             path = self.checkpoint_dir / STATE_FILE
             if path.is_file():
                 state = json.loads(path.read_text("utf-8"))
-                # expect_partial: optimizer slots are restored later, on their creation.
-                self.checkpoint.read(str(self.checkpoint_dir / state["checkpoint"])).expect_partial()
+                status = self.checkpoint.read(str(self.checkpoint_dir / state["checkpoint"]))
+                status.assert_existing_objects_matched()
                 self.history, self.best = state["history"], state["best"]
                 log.info("resuming %s from epoch %d", self.run_dir, state["epoch"])
         state = hvd_tf.broadcast_object(state, root_rank=0, name="hoya_resume_state")
@@ -182,14 +185,12 @@ class TrainingRun:
             self.initial_epoch = int(state["epoch"])
             self.history = state["history"]
         hvd_tf.broadcast_variables(self.built.model.variables, root_rank=0)
+        hvd_tf.broadcast_variables(self.optimizer.variables(), root_rank=0)
 
     def callbacks(self) -> list[tf.keras.callbacks.Callback]:
         hvd = self.hvd
-        callbacks: list[tf.keras.callbacks.Callback] = [
-            # Optimizer slots exist only after the first step, so they are broadcast then.
-            hvd.callbacks.BroadcastGlobalVariablesCallback(0),
-            hvd.callbacks.MetricAverageCallback(),
-        ]
+        # restore() has already broadcast rank 0's weights and optimizer state.
+        callbacks: list[tf.keras.callbacks.Callback] = [hvd.callbacks.MetricAverageCallback()]
         if self.settings.warmup_epochs and self.size > 1:
             callbacks.append(hvd.callbacks.LearningRateWarmupCallback(
                 initial_lr=self.scaled_lr, warmup_epochs=self.settings.warmup_epochs,

@@ -118,10 +118,12 @@ def build_model(spec: Any, manifest: dict[str, Any]) -> BuiltModel:
 
 
 def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optimizer:
-    """Return a Keras optimizer; the legacy classes, because Horovod 0.28 wraps them reliably."""
-    # NOTE: Keras 2.15's new optimizers keep the learning rate in a variable that Horovod's
-    # warm-up callback sets through `optimizer.lr`; the legacy ones behave the same and
-    # restore from tf.train.Checkpoint without deferred slot creation.
+    """Return a legacy Keras optimizer.
+
+    The legacy classes can create every slot variable before the first step
+    (``_create_all_weights``), so a checkpoint restores into them and all ranks broadcast
+    the same variables before training starts.
+    """
     classes = {
         "adam": tf.keras.optimizers.legacy.Adam,
         "sgd": tf.keras.optimizers.legacy.SGD,
