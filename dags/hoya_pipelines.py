@@ -72,7 +72,7 @@ def _operator(task: PlannedTask, spec: PipelineSpec):
             pool=task.pool or "default_pool",
         )
     command = " ".join([HOYA, *(shlex.quote(arg) for arg in task.args)])
-    if task.task_id == "train":
+    if task.task_id in {"train", "train_autoencoder"}:
         # Manual runs may lower the epoch count through the DAG's params.
         command += " {% if params.epochs %}--epochs {{ params.epochs }}{% endif %}"
     return BashOperator(

@@ -179,11 +179,12 @@ def _register_commands() -> None:
 
     cli.add_command(ingest_command)
     cli.add_command(preprocess_command)
-    from pipelines.predict.commands import predictions_group
+    from pipelines.predict.commands import autoencoder_group, predictions_group
     from pipelines.train.commands import train_command
 
     cli.add_command(train_command)
     cli.add_command(predictions_group)
+    cli.add_command(autoencoder_group)
 
     from pipelines.tables.commands import register as register_tables
 

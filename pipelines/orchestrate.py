@@ -55,7 +55,7 @@ def plan_tasks(spec: PipelineSpec, pipeline_file: Path | str, ranks: int) -> lis
     path = str(pipeline_file)
     dataset = spec.uri("dataset")
     models = spec.uri("models")
-    train_dataset = dataset
+    model = spec.uri("models", spec.name, VERSION)
     tasks: list[PlannedTask] = [
         PlannedTask("validate_config", "hoya", ("pipeline", "validate", path)),
         PlannedTask("ingest", "spark",
@@ -66,35 +66,39 @@ def plan_tasks(spec: PipelineSpec, pipeline_file: Path | str, ranks: int) -> lis
                     script=_job("preprocess/job.py")),
     ]
     if spec.autoencoder is not None:
-        train_dataset = spec.uri("dataset_encoded")
+        encoded = spec.uri("dataset_encoded")
+        autoencoder = spec.uri("models", f"{spec.name}_autoencoder", VERSION)
         tasks += [
             PlannedTask(
                 "train_autoencoder", "hoya",
-                ("autoencoder", "train", "--pipeline", path, "--version", VERSION),
+                ("autoencoder", "train", "--pipeline", path, "--dataset", dataset,
+                 "--models-root", models, "--version", VERSION),
                 pool=GPU_POOL, pool_slots=ranks,
             ),
             PlannedTask(
                 "encode_features", "spark",
-                ("encode", "--pipeline", path, "--version", VERSION),
+                ("encode", "--pipeline", path, "--dataset", dataset, "--output", encoded,
+                 "--autoencoder", autoencoder),
                 script=_job("predict/job.py"),
             ),
         ]
+        dataset = encoded
     tasks += [
         PlannedTask(
             "train", "hoya",
-            ("train", "--pipeline", path, "--dataset", train_dataset, "--models-root", models,
+            ("train", "--pipeline", path, "--dataset", dataset, "--models-root", models,
              "--version", VERSION),
             pool=GPU_POOL, pool_slots=ranks,
         ),
         PlannedTask("evaluate_gate", "spark",
-                    ("evaluate", "--pipeline", path, "--version", VERSION),
+                    ("evaluate", "--pipeline", path, "--dataset", dataset, "--model", model),
                     script=_job("predict/job.py")),
         PlannedTask("predict_write_back", "spark",
-                    ("predict", "--pipeline", path, "--version", VERSION,
-                     "--logical-date", UNTIL),
+                    ("predict", "--pipeline", path, "--dataset", dataset, "--model", model,
+                     "--logical-date", UNTIL, "--skip-publish"),
                     script=_job("predict/job.py")),
         PlannedTask("publish", "hoya",
-                    ("predictions", "publish", "--pipeline", path, "--version", VERSION,
+                    ("predictions", "publish", "--pipeline", path, "--model", model,
                      "--logical-date", UNTIL)),
     ]
     chained = []

@@ -75,3 +75,89 @@ def _pipelines_of_row(config, schema, key: str) -> list[str]:
     finally:
         connection.close()
     return [column.decode(value) for value in cells.values()]
+
+
+@predictions_group.command("publish")
+@click.option("--pipeline", "pipeline_file", required=True,
+              type=click.Path(exists=True, dir_okay=False), help="The pipeline YAML file.")
+@click.option("--model", "model_uri", required=True, help="The model directory to publish.")
+@click.option("--logical-date", required=True,
+              help="The run's logical date (ISO); the registry cell's timestamp.")
+@click.pass_context
+def publish_command(ctx: click.Context, pipeline_file: str, model_uri: str,
+                    logical_date: str) -> None:
+    """Make the model the pipeline's current one in the registry table.
+
+    Exits 1 unless the model passed its gate and its predictions were written: its
+    evaluation.json must say so, and <storage root>/predictions/<version>/predict.json
+    must count every scored row as written or quarantined.
+    """
+    import json
+
+    from pipelines.cli import _load
+    from pipelines.io.storage import read_text
+    from pipelines.predict.evaluate import read_evaluation
+    from pipelines.predict.frames import read_model_info
+    from pipelines.predict.writeback import WriteTarget, parse_logical_date, publish_registry
+    from pipelines.spec import load_spec
+    from pipelines.tables.schema import load_table_schema
+
+    config = _load(ctx)
+    pipeline = load_spec(pipeline_file)
+    info = read_model_info(model_uri, config)
+    evaluation = read_evaluation(model_uri, config)
+    gate = evaluation.get("gate") or {}
+    if evaluation.get("model_version") != info["version"] or not gate.get("passed"):
+        click.echo(f"error: {model_uri} did not pass its gate: {gate.get('message')}", err=True)
+        ctx.exit(1)
+    try:
+        written = json.loads(read_text(pipeline.uri("predictions", info["version"], "predict.json"),
+                                       config))
+    except FileNotFoundError:
+        click.echo(f"error: no predictions were written for {info['version']}; run the "
+                   "predict step first", err=True)
+        ctx.exit(1)
+    if written["rows_read"] != written["rows_written"] + written["rows_quarantined"]:
+        click.echo(f"error: predict.json counts do not add up: {written}", err=True)
+        ctx.exit(1)
+    target = WriteTarget(
+        schema_path=str(load_table_schema(pipeline.output.table).source_path),
+        pipeline=pipeline.name, target_name=info.get("target_name", ""),
+        model_version=info["version"], logical_date=parse_logical_date(logical_date),
+    )
+    registry = load_table_schema(pipeline.output.registry_table)
+    publish_registry(config, registry, target, model_uri, evaluation)
+    click.echo(f"published {pipeline.name} model {info['version']} "
+               f"({written['rows_written']} predictions in {written['table']})")
+
+
+@click.group("autoencoder")
+def autoencoder_group() -> None:
+    """Train the autoencoder of a pipeline's ``autoencoder`` section."""
+
+
+@autoencoder_group.command("train")
+@click.option("--pipeline", "pipeline_file", required=True,
+              type=click.Path(exists=True, dir_okay=False), help="The pipeline YAML file.")
+@click.option("--dataset", required=True, help="The preprocessed dataset folder.")
+@click.option("--models-root", required=True,
+              help="Folder that receives <pipeline>_autoencoder/<version>/.")
+@click.option("--version", help="Model version; an interrupted run's version resumes it.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override the autoencoder's epochs.")
+@click.pass_context
+def autoencoder_train_command(ctx: click.Context, pipeline_file: str, dataset: str,
+                              models_root: str, version: str | None, epochs: int | None) -> None:
+    """Train the autoencoder with horovodrun on every row of the training split."""
+    from pipelines.cli import _load
+    from pipelines.predict.encode import EncodeError, train_autoencoder
+    from pipelines.spec import load_spec
+    from pipelines.train.launcher import TrainingError
+
+    config = _load(ctx)
+    try:
+        uri = train_autoencoder(config, load_spec(pipeline_file), dataset, models_root,
+                                epochs=epochs, version=version)
+    except (EncodeError, TrainingError, ValueError) as err:
+        click.echo(f"error: {err}", err=True)
+        ctx.exit(1)
+    click.echo(f"autoencoder model: {uri}")

@@ -60,14 +60,19 @@ def autoencoder_pipeline_file(pipeline: PipelineSpec, folder: Path) -> Path:
 
 def train_autoencoder(
     config: HoyaConfig, pipeline: PipelineSpec, dataset_uri: str, models_root: str,
-    epochs: int | None = None,
+    epochs: int | None = None, version: str | None = None,
 ) -> str:
-    """Train the pipeline's autoencoder with horovodrun; return its model directory."""
+    """Train the pipeline's autoencoder with horovodrun; return its model directory.
+
+    Its directory is ``<models_root>/<pipeline>_autoencoder/<version>``; giving the
+    version of an interrupted run resumes it.
+    """
     from pipelines.train.launcher import run_training
 
     with tempfile.TemporaryDirectory(prefix="hoya-autoencoder-") as folder:
         path = autoencoder_pipeline_file(pipeline, Path(folder))
-        result = run_training(config, path, dataset_uri, models_root, epochs=epochs)
+        result = run_training(config, path, dataset_uri, models_root, epochs=epochs,
+                              version=version)
     return result.model_uri
 
 

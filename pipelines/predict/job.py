@@ -73,8 +73,11 @@ def _scored_rows(spark: SparkSession, pipeline: PipelineSpec, dataset_uri: str,
 def run_predict(
     spark: SparkSession, pipeline: PipelineSpec, dataset_uri: str, model_uri: str,
     logical_date: dt.datetime, config: HoyaConfig, output_uri: str | None = None,
+    publish: bool = True,
 ) -> dict[str, Any]:
-    """Score the dataset, write predictions and the registry row; return the summary.
+    """Score the dataset, write predictions and (with ``publish``) the registry row.
+
+    Returns the summary, also written to ``<output>/predict.json``.
 
     Raises GateFailed when the model's evaluation did not pass the gate, and PredictError
     when rows read != rows written + rows quarantined.
@@ -109,14 +112,15 @@ def run_predict(
             f"row counts do not add up: read {rows_read}, written {summary.rows_written}, "
             f"quarantined {rows_quarantined}"
         )
-    publish_registry(config, registry, target, model_uri, evaluation)
+    if publish:
+        publish_registry(config, registry, target, model_uri, evaluation)
     result = {
         "pipeline": pipeline.name, "model_uri": model_uri, "model_version": info["version"],
         "dataset_uri": dataset_uri, "table": schema.table_name,
         "logical_date": logical_date.isoformat(), "timestamp_ms": target.timestamp_ms,
         "rows_read": rows_read, "rows_written": summary.rows_written,
         "rows_quarantined": rows_quarantined, "quarantine_reasons": quarantine,
-        "retries": summary.retries,
+        "retries": summary.retries, "published": publish,
     }
     write_text(join_uri(output_uri, "predict.json"), json.dumps(result, indent=2), config)
     log.info("predict done: read %d, written %d, quarantined %d; summary %s",
@@ -154,6 +158,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="the run's logical date (ISO); the cell timestamp of every put")
     predict.add_argument("--output", help="folder for predict.json and the quarantine "
                                           "[default: <storage root>/predictions/<version>]")
+    predict.add_argument("--skip-publish", action="store_true",
+                         help="leave the registry row alone (a later publish step sets it)")
     for step in (encode, evaluate, predict):
         step.add_argument("--pipeline", required=True, help="the pipeline YAML file")
         step.add_argument("--dataset", required=True, help="the preprocessed dataset folder")
@@ -181,7 +187,7 @@ def run_step(args: argparse.Namespace, spark: SparkSession, pipeline: PipelineSp
         return run_evaluate(spark, pipeline, args.dataset, args.model, config)
     logical_date = parse_logical_date(args.logical_date)
     return run_predict(spark, pipeline, args.dataset, args.model, logical_date, config,
-                       args.output)
+                       args.output, publish=not args.skip_publish)
 
 
 def main(argv: list[str] | None = None) -> int:
