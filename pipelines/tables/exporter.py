@@ -84,9 +84,11 @@ def run_export(
     log.info("exporting %s to %s as %s", schema.table_name, target, file_format)
     if file_format == "parquet":
         rows.write.mode(mode).parquet(target_uri)
+        # Parquet footers hold the row counts, so this count does not decode the scan again.
+        rows_written = spark.read.parquet(target_uri).count()
     else:
         _csv_ready(rows).write.mode(mode).option("header", True).csv(target_uri)
-    rows_written = rows.count()
+        rows_written = rows.count()
     rows_quarantined = bad.count()
     quarantine_path = None
     if rows_quarantined:
