@@ -25,7 +25,7 @@ FOREVER_S = 2_147_483_647
 
 @dataclass
 class ApplyResult:
-    """What ``apply_schema`` changed and which differences it left for a person to resolve."""
+    """Changes made by ``apply_schema`` and the differences left for a person to resolve."""
 
     table: str
     changes: list[str] = field(default_factory=list)

@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -216,7 +215,3 @@ def _has_surrogates(text: str) -> bool:
 
 def _printable(text: str) -> str:
     return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
-
-
-def parallelism_hint() -> int:
-    return os.cpu_count() or 2
