@@ -107,11 +107,17 @@ def pipeline_validate(ctx: click.Context, files: tuple[str, ...]) -> None:
 @cli.command("airflow-settings", hidden=True)
 @click.pass_context
 def airflow_settings(ctx: click.Context) -> None:
-    """Print shell exports that bin/airflow evaluates: home, Spark connection, pool size."""
+    """Print shell exports that bin/airflow evaluates: home, Spark connection, pool size.
+
+    Also refreshes .hoya/build/pipelines.zip, the --py-files of the Spark tasks.
+    """
     import json
     import shlex
 
+    from pipelines.io.spark import package_zip
+
     config = _load(ctx)
+    package_zip()
     connection = json.dumps({"conn_type": "spark", "host": config.spark.master})
     slots = config.horovod.num_gpus or config.horovod.num_ranks
     click.echo(f"export AIRFLOW_HOME={shlex.quote(str(config.airflow_home))}")
