@@ -125,23 +125,37 @@ def make_dataset(
     shard: Shard,
     batch_size: int,
     reconstructs_input: bool,
-    shuffle_buffer: int | None = None,
+    shuffle: bool = False,
     seed: int = 0,
     repeat: bool = False,
 ):
     """Return a batched, prefetched ``tf.data.Dataset`` of (features, target) pairs.
 
-    With ``shuffle_buffer`` the rows are reshuffled every epoch; with ``repeat`` the dataset
-    never ends, so callers pass ``steps_per_epoch`` and every rank runs the same step count.
+    With ``shuffle`` every epoch visits the rows in a new random permutation; with
+    ``repeat`` the dataset never ends, so callers pass ``steps_per_epoch`` and every rank
+    runs the same step count. Batches are gathered from the in-memory arrays by index
+    vectors, as Keras does for numpy input, because an element-wise shuffle buffer costs
+    about a quarter of the step time of a small model on 2 CPU cores.
     """
     import tensorflow as tf
 
-    labels = shard.features if reconstructs_input else shard.target.reshape(-1, 1)
-    dataset = tf.data.Dataset.from_tensor_slices((shard.features, labels))
-    if shuffle_buffer:
-        dataset = dataset.shuffle(
-            min(shuffle_buffer, max(shard.rows, 1)), seed=seed, reshuffle_each_iteration=True
-        )
-    if repeat:
-        dataset = dataset.repeat()
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    rows = shard.rows
+    features = tf.constant(shard.features)
+    labels = tf.constant(shard.features if reconstructs_input else shard.target.reshape(-1, 1))
+    full = rows // batch_size * batch_size
+
+    def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
+        order = tf.range(rows, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, seed=[seed, epoch])
+        batches = tf.data.Dataset.from_tensor_slices(tf.reshape(order[:full], [-1, batch_size]))
+        if full < rows:  # the last, shorter batch
+            batches = batches.concatenate(tf.data.Dataset.from_tensors(order[full:]))
+        return batches
+
+    epochs = tf.data.Dataset.range(2**62 if repeat else 1)
+    dataset = epochs.flat_map(epoch_batches).map(
+        lambda index: (tf.gather(features, index), tf.gather(labels, index)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -59,8 +59,7 @@ def build_horovod_command(
             f"--np = {ranks} is invalid: horovod.hosts ({hosts}) has {slots} slots; "
             f"use --np from 1 to {slots} or add hosts to conf/cluster.yaml"
         )
-    command = [horovodrun_path(), "-np", str(ranks),
-               "-H", ",".join(f"{h.host}:{h.slots}" for h in horovod.hosts),
+    command = [horovodrun_path(), "-np", str(ranks), "-H", _host_list(horovod, ranks),
                f"--{horovod.controller}"]
     if horovod.network_interface:
         command += ["--network-interface", horovod.network_interface]
@@ -69,19 +68,39 @@ def build_horovod_command(
     return command + [python or sys.executable, "-m", "pipelines.train.worker", *worker_args]
 
 
-def rank_environment(horovod: HorovodSettings, base: dict[str, str] | None = None) -> dict[str, str]:
+def _host_list(horovod: HorovodSettings, ranks: int) -> str:
+    """Return ``host:slots,...`` filling hosts in order with exactly ``ranks`` slots.
+
+    horovodrun 0.28 with Gloo starts a process on every listed slot even when -np is
+    smaller (``-np 1 -H localhost:2`` runs two ranks), so unused slots are left out.
+    """
+    parts, left = [], ranks
+    for host in horovod.hosts:
+        if left == 0:
+            break
+        used = min(host.slots, left)
+        parts.append(f"{host.host}:{used}")
+        left -= used
+    return ",".join(parts)
+
+
+def rank_environment(
+    horovod: HorovodSettings, num_ranks: int, base: dict[str, str] | None = None
+) -> dict[str, str]:
     """Return the environment for horovodrun: repository on PYTHONPATH, CPU threads per rank.
 
-    CPU ranks get ``OMP_NUM_THREADS`` = cores / ranks on this host (at least 1), so two
-    ranks on a 2-core machine use one core each instead of fighting over both.
+    CPU ranks get ``OMP_NUM_THREADS`` = cores / ranks per host (at least 1), so two ranks
+    on a 2-core machine use one core each instead of fighting over both. An
+    ``OMP_NUM_THREADS`` already set is kept.
     """
     env = dict(os.environ if base is None else base)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if horovod.num_gpus == 0 and "OMP_NUM_THREADS" not in env:
-        local_slots = max(h.slots for h in horovod.hosts)
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // local_slots))
+        # horovodrun fills hosts in order, so the first host runs the most ranks.
+        local_ranks = min(num_ranks, horovod.hosts[0].slots)
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // local_ranks))
     return env
 
 
@@ -132,7 +151,7 @@ def run_training(
     if epochs:
         worker_args += ["--epochs", str(epochs)]
     argv = build_horovod_command(config.horovod, [*worker_args, *extra_worker_args], num_ranks)
-    env = rank_environment(config.horovod)
+    env = rank_environment(config.horovod, int(argv[argv.index("-np") + 1]))
     log.info("starting training of %s version %s: %s (OMP_NUM_THREADS=%s)",
              spec.name, version, shlex.join(argv), env.get("OMP_NUM_THREADS", "unset"))
     result = subprocess.run(argv, env=env, cwd=REPO_ROOT, timeout=timeout_s, check=False)

@@ -149,8 +149,8 @@ class TrainSettings(_Section):
     early_stopping_patience: int | None = Field(
         3, ge=1, description="epochs without a lower val_loss before stopping, or null for none"
     )
-    shuffle_buffer: int = Field(
-        10_000, ge=1, description="rows in the tf.data shuffle buffer of each rank"
+    shuffle: bool = Field(
+        True, description="true to visit each rank's rows in a new order every epoch"
     )
     seed: int = Field(42, ge=0, description="random seed for weights, shuffling and noise")
 

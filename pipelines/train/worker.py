@@ -49,7 +49,8 @@ def configure_devices(hvd: Any, tf: Any) -> str:
         tf.config.set_visible_devices(gpu, "GPU")
         tf.config.experimental.set_memory_growth(gpu, True)
         return f"GPU {gpu.name}"
-    threads = int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // hvd.local_size()))
+    default = max(1, (os.cpu_count() or 1) // hvd.local_size())
+    threads = int(os.environ.get("OMP_NUM_THREADS") or default)
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
     return f"CPU, {threads} intra-op threads"

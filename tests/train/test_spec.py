@@ -11,7 +11,9 @@ from pipelines.train.spec import (
     ModelSpecError, parse_model_spec, parse_train_settings, validate_against_manifest,
 )
 
-WINDOWED = {"task": "regression", "feature_shape": [10, 3], "target_name": "rv5", "num_classes": None}
+WINDOWED = {
+    "task": "regression", "feature_shape": [10, 3], "target_name": "rv5", "num_classes": None,
+}
 FLAT = {**WINDOWED, "feature_shape": [30]}
 MLP = {"type": "mlp", "layers": [{"units": 8}]}
 
@@ -127,6 +129,9 @@ def test_horovod_command_is_argument_list():
         "-np", "8", "-H", "gpu-1:4,gpu-2:4", "--gloo", "--network-interface", "eth0",
         "-p", "2222", "py", "-m", "pipelines.train.worker", "--dataset", "/d x; rm -rf /",
     ]
-    assert build_horovod_command(horovod, [], num_ranks=3, python="py")[2] == "3"
+    # Only the slots in use are listed: horovodrun with Gloo starts one rank per listed slot.
+    assert build_horovod_command(horovod, [], num_ranks=3, python="py")[1:5] == [
+        "-np", "3", "-H", "gpu-1:3"]
+    assert build_horovod_command(horovod, [], num_ranks=6, python="py")[4] == "gpu-1:4,gpu-2:2"
     with pytest.raises(ModelSpecError, match="--np = 9 is invalid"):
         build_horovod_command(horovod, [], num_ranks=9)

@@ -102,6 +102,7 @@ CASES = {
 OUTPUT_WIDTH = {"regression": 1, "binary": 1, "multiclass": 3}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", list(CASES))
 def test_model_type_trains(case, tmp_path, config):
     task, windowed, model_section = CASES[case]
