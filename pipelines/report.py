@@ -229,7 +229,9 @@ def _prediction_value(decoded: dict[str, Any], version: str) -> float | None:
 def _ticker_plot(frame):
     import matplotlib.pyplot as plt
 
-    tickers = [t for t in PLOT_TICKERS if t in set(frame["ticker"])] or list(frame["ticker"].unique()[:4])
+    present = list(frame["ticker"].unique())
+    tickers = [t for t in PLOT_TICKERS if t in present]
+    tickers += [t for t in present if t not in tickers][: len(PLOT_TICKERS) - len(tickers)]
     figure, axes = plt.subplots(len(tickers), 1, figsize=(8, 2.4 * len(tickers)), sharex=False)
     axes = [axes] if len(tickers) == 1 else axes
     for axis, ticker in zip(axes, tickers):
