@@ -250,11 +250,17 @@ def _ticker_plot(frame):
 def _error_plot(frame):
     import matplotlib.pyplot as plt
 
+    import numpy as np
+
+    model = frame["prediction"] - frame["target"]
+    baseline = (frame["baseline"] - frame["target"]).dropna()
+    # A few volatility spikes give errors of 100 points; the central 99% shows the shape.
+    low, high = np.percentile(np.concatenate([model, baseline]), [0.5, 99.5])
     figure, axis = plt.subplots(figsize=(6, 3.5))
-    axis.hist(frame["prediction"] - frame["target"], bins=80, alpha=0.7, label="model")
-    axis.hist(frame["baseline"] - frame["target"], bins=80, alpha=0.5, label="persistence")
+    axis.hist(model, bins=80, range=(low, high), alpha=0.7, label="model")
+    axis.hist(baseline, bins=80, range=(low, high), alpha=0.5, label="persistence")
     axis.set(xlabel="error (prediction - actual, % points)", ylabel="windows",
-             title="Error distribution on the test split")
+             title="Error distribution on the test split (central 99%)")
     axis.legend()
     return figure
 
