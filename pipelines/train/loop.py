@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -119,9 +120,12 @@ class TrainingRun:
     # Data.
 
     def _shard(self, split: str, per_rank: bool) -> tdata.Shard:
-        files = tdata.local_split_files(self.args.dataset, split)
         rank, size = (self.rank, self.size) if per_rank else (0, 1)
-        shard = tdata.load_shard(files, self.width, rank, size, f"{self.args.dataset}/{split}")
+        # Copies of HDFS part files are needed only until the rows are in memory.
+        with tempfile.TemporaryDirectory(prefix=f"hoya-{split}-") as tmp:
+            files = tdata.local_split_files(self.args.dataset, split, cache_dir=Path(tmp))
+            where = f"{self.args.dataset}/{split}"
+            shard = tdata.load_shard(files, self.width, rank, size, where)
         return shard if self.built.reconstructs_input else tdata.labelled(shard)
 
     def _max_over_ranks(self, value: int, name: str) -> int:

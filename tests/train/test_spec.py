@@ -39,7 +39,8 @@ def test_valid_specs_pass():
 def test_unknown_model_type():
     message = rejected({"type": "transformer"})
     assert "model.type = 'transformer' is invalid" in message
-    assert "mlp" in message and "lstm" in message
+    assert "mlp" in message
+    assert "lstm" in message
 
 
 def test_unknown_activation():
