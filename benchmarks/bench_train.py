@@ -13,9 +13,9 @@ regression target, written as Parquet plus manifest.json. Then, with one MLP (64
 3. HOYA's input pipeline alone (iterating the rank's ``tf.data`` dataset), against the
    rate at which the one-rank model consumes samples.
 
-Speeds are training samples per second over the epochs after the first (the first
-includes tracing), with validation included on every side; each side's median over
-``--repeats`` interleaved runs. Prints a JSON summary.
+Speeds are training samples per second over the epochs after the first, because the
+first includes tracing. Validation is included on every side. Each side reports its
+median over ``--repeats`` interleaved runs. Prints a JSON summary.
 """
 
 from __future__ import annotations
@@ -147,6 +147,30 @@ def input_pipeline(dataset: Path, batch: int, width: int) -> float:
     return 3 * steps * batch / (time.perf_counter() - start)
 
 
+def measure(config, root: Path, args: argparse.Namespace) -> tuple[dict, int, int]:
+    """Return every repeat's samples/s of each side, and the train and validation rows."""
+    x, y, _ = build_dataset(root / "dataset", args.tickers)
+    val = pq.read_table(root / "dataset" / "validation")
+    vx = np.stack(val.column("features").to_numpy(zero_copy_only=False)).astype(np.float32)
+    vy = val.column("target").to_numpy()
+    pipeline = root / "bench_train.yaml"
+    pipeline.write_text(yaml.safe_dump({"name": "bench_train", "model": MODEL, "train": {
+        "epochs": args.epochs, "batch_size": args.batch_size, "warmup_epochs": 1,
+        "early_stopping_patience": None}}))
+    # Interleaved repeats, medians reported: the 2 cores are shared, so the load from
+    # other processes changes during the run and hits every side alike.
+    rates: dict[str, list[float]] = {"keras": [], "one": [], "two": [], "feed": []}
+    for repeat in range(args.repeats):
+        rates["keras"].append(plain_keras(x, y, vx, vy, args.batch_size, args.epochs))
+        rates["one"].append(hoya(config, pipeline, root / "dataset",
+                                 root / f"models1-{repeat}", 1)["samples_per_s"])
+        rates["two"].append(hoya(config, pipeline, root / "dataset",
+                                 root / f"models2-{repeat}", 2)["samples_per_s"])
+        rates["feed"].append(input_pipeline(root / "dataset", args.batch_size, STEPS * 3))
+    log.info("samples/s of every repeat: %s", rates)
+    return rates, len(x), len(vx)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tickers", type=int, default=40, help="S&P 500 files to use")
@@ -158,32 +182,13 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     config = load_config()
     with tempfile.TemporaryDirectory(prefix="hoya-bench-train-") as tmp:
-        root = Path(tmp)
-        x, y, manifest = build_dataset(root / "dataset", args.tickers)
-        val = pq.read_table(root / "dataset" / "validation")
-        vx = np.stack(val.column("features").to_numpy(zero_copy_only=False)).astype(np.float32)
-        vy = val.column("target").to_numpy()
-        pipeline = root / "bench_train.yaml"
-        pipeline.write_text(yaml.safe_dump({"name": "bench_train", "model": MODEL, "train": {
-            "epochs": args.epochs, "batch_size": args.batch_size, "warmup_epochs": 1,
-            "early_stopping_patience": None}}))
-        # Interleaved repeats, medians reported: the 2 cores are shared, so the load from
-        # other processes changes during the run and hits every side alike.
-        rates: dict[str, list[float]] = {"keras": [], "one": [], "two": [], "feed": []}
-        for repeat in range(args.repeats):
-            rates["keras"].append(plain_keras(x, y, vx, vy, args.batch_size, args.epochs))
-            rates["one"].append(hoya(config, pipeline, root / "dataset",
-                                     root / f"models1-{repeat}", 1)["samples_per_s"])
-            rates["two"].append(hoya(config, pipeline, root / "dataset",
-                                     root / f"models2-{repeat}", 2)["samples_per_s"])
-            rates["feed"].append(input_pipeline(root / "dataset", args.batch_size, STEPS * 3))
-        log.info("samples/s of every repeat: %s", rates)
-        keras_rate, one_rate, two_rate, feed = (
-            float(np.median(rates[k])) for k in ("keras", "one", "two", "feed")
-        )
+        rates, train_rows, validation_rows = measure(config, Path(tmp), args)
+    keras_rate, one_rate, two_rate, feed = (
+        float(np.median(rates[k])) for k in ("keras", "one", "two", "feed")
+    )
     summary = {
-        "date": dt.date.today().isoformat(), "train_rows": int(len(x)),
-        "validation_rows": int(len(vx)), "features": STEPS * 3, "batch_size": args.batch_size,
+        "date": dt.date.today().isoformat(), "train_rows": train_rows,
+        "validation_rows": validation_rows, "features": STEPS * 3, "batch_size": args.batch_size,
         "epochs": args.epochs, "plain_keras_samples_per_s": round(keras_rate),
         "repeats": args.repeats,
         "hoya_1_rank_samples_per_s": round(one_rate),

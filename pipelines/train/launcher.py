@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from pipelines.train.modeldir import model_uri, new_version, staging_dir
 from pipelines.train.spec import ModelSpecError, validate_against_manifest
 
 log = logging.getLogger(__name__)
+VERSION = re.compile(r"v\d{8}T\d{6}")
 
 
 class TrainingError(RuntimeError):
@@ -138,6 +140,11 @@ def run_training(
     """
     spec = validate_run(pipeline_file, dataset_uri, config)
     version = version or new_version()
+    if not VERSION.fullmatch(version):
+        raise ModelSpecError(
+            f"--version = {version!r} is invalid; use v<UTC yyyymmddTHHMMSS> such as "
+            "v20261204T160000, the version of the run to resume"
+        )
     uri = model_uri(models_root, spec.name, version)
     run_dir = staging_dir(config, spec.name, version) if is_hdfs(models_root) else Path(uri)
     run_dir.mkdir(parents=True, exist_ok=True)

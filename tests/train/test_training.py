@@ -155,3 +155,14 @@ def test_cli_rejects_invalid_spec(tmp_path, regression_dataset):
     assert result.exit_code == 2
     assert "model.input_width = 12 does not match" in result.output
     assert not (tmp_path / "models").exists()
+
+
+def test_cli_rejects_bad_version(tmp_path, regression_dataset):
+    dataset, _ = regression_dataset
+    pipeline = write_pipeline(tmp_path, MLP, {})
+    result = CliRunner().invoke(cli, [
+        "train", "--pipeline", str(pipeline), "--dataset", str(dataset),
+        "--models-root", str(tmp_path / "models"), "--version", "../v1"], obj={})
+    assert result.exit_code == 2
+    assert "--version = '../v1' is invalid" in result.output
+    assert not (tmp_path / "models").exists()
