@@ -6,11 +6,13 @@ The ``horovodrun`` command is built as an argument list from ``config.horovod``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -121,6 +123,30 @@ def validate_run(pipeline_file: str | Path, dataset_uri: str, config: HoyaConfig
     return spec
 
 
+def _run_fingerprint(spec: Any, dataset_uri: str, epochs: int | None, config: HoyaConfig) -> str:
+    """Return a hash of what a run trains on: the pipeline file, the dataset and epochs."""
+    manifest = read_manifest(dataset_uri, config)
+    parts = [spec.config_hash, dataset_uri, manifest.get("created_at", ""),
+             manifest.get("config_hash", ""), str(epochs)]
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
+
+
+def _discard_foreign_checkpoints(run_dir: Path, fingerprint: str) -> None:
+    """Keep checkpoints only when they were written by a run of the same inputs.
+
+    A retry of the same run resumes; a new run that reuses the version (for example a
+    re-run of the same logical date after the dataset was rebuilt) trains from scratch.
+    """
+    marker = run_dir / "run-fingerprint.txt"
+    previous = marker.read_text().strip() if marker.exists() else None
+    checkpoints = run_dir / "checkpoints"
+    if previous != fingerprint and checkpoints.exists():
+        log.warning("checkpoints in %s come from a run of other inputs; training from scratch",
+                    checkpoints)
+        shutil.rmtree(checkpoints)
+    marker.write_text(fingerprint + "\n")
+
+
 def run_training(
     config: HoyaConfig,
     pipeline_file: str | Path,
@@ -148,6 +174,7 @@ def run_training(
     uri = model_uri(models_root, spec.name, version)
     run_dir = staging_dir(config, spec.name, version) if is_hdfs(models_root) else Path(uri)
     run_dir.mkdir(parents=True, exist_ok=True)
+    _discard_foreign_checkpoints(run_dir, _run_fingerprint(spec, dataset_uri, epochs, config))
     worker_args = [
         "--pipeline", str(Path(pipeline_file).resolve()), "--dataset", dataset_uri,
         "--run-dir", str(run_dir.resolve()), "--version", version,
