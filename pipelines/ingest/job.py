@@ -26,10 +26,10 @@ if __package__ in (None, ""):  # run as a file by spark-submit
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
-from pipelines.config import HoyaConfig, load_config  # noqa: E402
+from pipelines.config import HoyaConfig  # noqa: E402
 from pipelines.io.storage import join_uri, spark_path, write_text  # noqa: E402
 from pipelines.preprocess.spec import SourceSpec  # noqa: E402
-from pipelines.spec import PipelineSpec, load_spec  # noqa: E402
+from pipelines.spec import PipelineSpec  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -202,29 +202,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="cell timestamps to read, [start, end) in epoch milliseconds")
     parser.add_argument("--until", help="read rows up to this date (YYYY-MM-DD), inclusive")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from pipelines.io.spark import spark_session
-    from pipelines.spec import SpecError
+    from pipelines.io.spark import run_job
+    from pipelines.tables.hbase import HBaseError
 
-    try:
-        config = load_config()
-        pipeline = load_spec(args.pipeline)
-    except (SpecError, ValueError) as err:
-        log.error("%s", err)
-        return 2
-    spark = spark_session(config, f"hoya-ingest-{pipeline.name}")
-    try:
+    def work(spark, pipeline, config):
         # An empty bound (from an unset Airflow param) means no bound.
+        time_range = tuple(args.time_range) if args.time_range else None
         run_ingest(spark, pipeline, config, args.output, args.row_start or None,
-                   args.row_stop or None,
-                   tuple(args.time_range) if args.time_range else None, args.until)
-    except IngestError as err:
-        log.error("%s", err)
-        return 1
-    finally:
-        spark.stop()
-    return 0
+                   args.row_stop or None, time_range, args.until)
+
+    return run_job("ingest", args.pipeline, work, (IngestError, HBaseError))
 
 
 if __name__ == "__main__":

@@ -86,3 +86,32 @@ def run_spark_submit(config: HoyaConfig, script: Path, args: list[str]) -> int:
     log.info("running %s", " ".join(command))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     return subprocess.run(command, env=env, check=False).returncode
+
+
+def run_job(stage: str, pipeline_file: str, work, expected_errors: tuple[type[Exception], ...]) -> int:
+    """Run one Spark job's ``work(spark, pipeline, config)`` and return its exit code.
+
+    Returns 2 when the configuration or pipeline file is invalid (before Spark starts),
+    1 when ``work`` raises one of ``expected_errors`` (logged as one line), 0 otherwise.
+    """
+    from pipelines.config import load_config
+    from pipelines.spec import SpecError, load_spec
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = load_config()
+        pipeline = load_spec(pipeline_file)
+    except (SpecError, ValueError) as err:
+        log.error("%s", err)
+        return 2
+    spark = spark_session(config, f"hoya-{stage}-{pipeline.name}")
+    try:
+        work(spark, pipeline, config)
+    except expected_errors as err:
+        log.error("%s failed: %s", stage, err)
+        return 1
+    finally:
+        spark.stop()
+    return 0

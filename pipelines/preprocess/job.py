@@ -26,13 +26,13 @@ if __package__ in (None, ""):  # run as a file by spark-submit
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
-from pipelines.config import HoyaConfig, load_config  # noqa: E402
+from pipelines.config import HoyaConfig  # noqa: E402
 from pipelines.dataset import SPLITS, read_manifest, split_uri, write_manifest  # noqa: E402
 from pipelines.io.storage import read_text, spark_path  # noqa: E402
 from pipelines.preprocess import steps  # noqa: E402
 from pipelines.preprocess.spec import PreprocessSpec  # noqa: E402
 from pipelines.preprocess.window import build_windows, feature_names, raw_name  # noqa: E402
-from pipelines.spec import PipelineSpec, load_spec  # noqa: E402
+from pipelines.spec import PipelineSpec  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -268,26 +268,14 @@ def main(argv: list[str] | None = None) -> int:
         "--fitted-from", help="a dataset whose fitted statistics are reused instead of refitted"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from pipelines.io.spark import spark_session
-    from pipelines.spec import SpecError
+    from pipelines.dataset import ManifestError
+    from pipelines.io.spark import run_job
 
-    try:
-        config = load_config()
-        pipeline = load_spec(args.pipeline)
-    except (SpecError, ValueError) as err:
-        log.error("%s", err)
-        return 2
-    spark = spark_session(config, f"hoya-preprocess-{pipeline.name}")
-    try:
+    def work(spark, pipeline, config):
         run_preprocess(spark, pipeline, args.input, args.output, args.fitted_from, config)
-    except PreprocessError as err:
-        log.error("%s", err)
-        return 1
-    finally:
-        spark.stop()
-    return 0
+
+    return run_job("preprocess", args.pipeline, work, (PreprocessError, ManifestError))
 
 
 if __name__ == "__main__":
