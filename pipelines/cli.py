@@ -8,20 +8,10 @@ from pathlib import Path
 
 import click
 
-from pipelines.config import ConfigError, HoyaConfig, dump_config, load_config
+from pipelines.cliconfig import load_context_config
+from pipelines.config import dump_config
 
 log = logging.getLogger("hoya")
-
-
-def _load(ctx: click.Context) -> HoyaConfig:
-    """Load the configuration once per command; exit 2 with the message on errors."""
-    if "config" not in ctx.obj:
-        try:
-            ctx.obj["config"] = load_config(ctx.obj.get("conf_path"))
-        except ConfigError as err:
-            click.echo(f"error: {err}", err=True)
-            ctx.exit(2)
-    return ctx.obj["config"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,7 +53,7 @@ def config_group() -> None:
 @click.pass_context
 def config_check(ctx: click.Context) -> None:
     """Validate the configuration files and environment overrides; exit 2 if invalid."""
-    _load(ctx)
+    load_context_config(ctx)
     click.echo("configuration is valid")
 
 
@@ -71,7 +61,7 @@ def config_check(ctx: click.Context) -> None:
 @click.pass_context
 def config_show(ctx: click.Context) -> None:
     """Print the effective configuration as YAML, overrides applied."""
-    click.echo(dump_config(_load(ctx)), nl=False)
+    click.echo(dump_config(load_context_config(ctx)), nl=False)
 
 
 # Pipelines.
@@ -89,7 +79,7 @@ def pipeline_validate(ctx: click.Context, files: tuple[str, ...]) -> None:
     """Validate pipeline FILES (default: every file in conf/pipelines); exit 2 if any is invalid."""
     from pipelines.spec import SpecError, load_spec, pipeline_files
 
-    _load(ctx)
+    load_context_config(ctx)
     paths = [Path(f) for f in files] or pipeline_files()
     failed = 0
     for path in paths:
@@ -116,7 +106,7 @@ def airflow_settings(ctx: click.Context) -> None:
 
     from pipelines.io.spark import package_zip
 
-    config = _load(ctx)
+    config = load_context_config(ctx)
     package_zip()
     connection = json.dumps({"conn_type": "spark", "host": config.spark.master})
     slots = config.horovod.num_gpus or config.horovod.num_ranks
@@ -136,7 +126,7 @@ def stack_group() -> None:
 def _local_stack(ctx: click.Context):
     from pipelines.localstack import LocalStack
 
-    return LocalStack(_load(ctx))
+    return LocalStack(load_context_config(ctx))
 
 
 @stack_group.command("up")

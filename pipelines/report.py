@@ -38,7 +38,7 @@ def model_version(logical_date: str) -> str:
 
 
 def _example_prediction(
-    config: HoyaConfig, pipeline: PipelineSpec, version: str, target: str, key: str | None
+    config: HoyaConfig, pipeline: PipelineSpec, key: str | None
 ) -> dict[str, Any] | None:
     """Read one row of the result table back from HBase, cells decoded."""
     import happybase
@@ -73,8 +73,7 @@ def build_summary(
     encoded = _read_json(pipeline.uri("dataset_encoded", "manifest.json"), config)
     model = _read_json(f"{model_dir}/model.json", config)
     evaluation = _read_json(f"{model_dir}/evaluation.json", config) or {}
-    target = (dataset or {}).get("target_name", "target")
-    example_key = _last_test_key(pipeline, dataset)
+    example_key = _last_test_key(pipeline)
     return {
         "pipeline": pipeline.name,
         "logical_date": logical_date,
@@ -88,7 +87,7 @@ def build_summary(
         "evaluation": evaluation.get("metrics"),
         "gate": evaluation.get("gate") or {"passed": False, "message": "no evaluation found"},
         "result_table": pipeline.output.table,
-        "example": _example_prediction(config, pipeline, version, target, example_key),
+        "example": _example_prediction(config, pipeline, example_key),
         "timings_s": timings,
     }
 
@@ -105,7 +104,8 @@ def _manifest_counts(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def _last_test_key(pipeline: PipelineSpec, dataset: dict[str, Any] | None) -> str | None:
+def _last_test_key(pipeline: PipelineSpec) -> str | None:
+    """Return the newest test-split row key of AAPL (or of any ticker), for the example."""
     frame = _test_split(pipeline, ["row_key", "ticker", "date"])
     if frame is None or frame.empty:
         return None
@@ -129,6 +129,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     """Print the summary for a person at a terminal."""
     lines = [f"HOYA main job: pipeline {summary['pipeline']}, logical date "
              f"{summary['logical_date']}"]
+
     imported = summary["import"]
     if imported.get("skipped"):
         lines.append(f"import: skipped, the raw table already contains {imported['rows_in_table']:,} rows")
@@ -137,6 +138,7 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"import: read {imported['rows_read']:,}, written {imported['rows_written']:,}, "
             f"quarantined {imported['rows_quarantined']:,} {imported['reasons']}"
         )
+
     ingest = summary["ingest"] or {}
     lines.append(
         f"ingest: read {ingest.get('rows_read', 0):,}, written {ingest.get('rows_written', 0):,}, "
@@ -151,10 +153,12 @@ def print_summary(summary: dict[str, Any]) -> None:
             )
             for reason, count in sorted(counts["quarantine_reasons"].items()):
                 lines.append(f"    {count:,} x {reason}")
+
     evaluation = summary["evaluation"] or {}
     lines.append(f"model {summary['model_version']}: {evaluation.get('model')}")
     lines.append(f"baseline: {evaluation.get('baseline')}")
     lines.append(summary["gate"].get("message", ""))
+
     example = summary["example"]
     lines.append(f"result table {summary['result_table']}, example row: {example}")
     timings = ", ".join(f"{k} {v:.0f} s" for k, v in summary["timings_s"].items())

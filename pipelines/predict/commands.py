@@ -25,14 +25,14 @@ def show_command(ctx: click.Context, table: str, key: str, registry_table: str) 
     version the pipeline's registry row names as current is marked with '*'. Exits 1 when
     the row has no predictions and 2 when the schema is invalid.
     """
-    from pipelines.cli import _load
+    from pipelines.cliconfig import load_context_config
     from pipelines.predict.writeback import (
         WriteBackError, check_prediction_schema, read_prediction_row, read_registry,
     )
     from pipelines.tables.hbase import HBaseError
     from pipelines.tables.schema import SchemaError, load_table_schema
 
-    config = _load(ctx)
+    config = load_context_config(ctx)
     try:
         schema = load_table_schema(table)
         check_prediction_schema(schema)
@@ -94,7 +94,7 @@ def publish_command(ctx: click.Context, pipeline_file: str, model_uri: str,
     """
     import json
 
-    from pipelines.cli import _load
+    from pipelines.cliconfig import load_context_config
     from pipelines.io.storage import read_text
     from pipelines.predict.evaluate import read_evaluation
     from pipelines.predict.frames import read_model_info
@@ -102,7 +102,7 @@ def publish_command(ctx: click.Context, pipeline_file: str, model_uri: str,
     from pipelines.spec import load_spec
     from pipelines.tables.schema import load_table_schema
 
-    config = _load(ctx)
+    config = load_context_config(ctx)
     pipeline = load_spec(pipeline_file)
     info = read_model_info(model_uri, config)
     evaluation = read_evaluation(model_uri, config)
@@ -148,12 +148,12 @@ def autoencoder_group() -> None:
 def autoencoder_train_command(ctx: click.Context, pipeline_file: str, dataset: str,
                               models_root: str, version: str | None, epochs: int | None) -> None:
     """Train the autoencoder with horovodrun on every row of the training split."""
-    from pipelines.cli import _load
+    from pipelines.cliconfig import load_context_config
     from pipelines.predict.encode import EncodeError, train_autoencoder
     from pipelines.spec import load_spec
     from pipelines.train.launcher import TrainingError
 
-    config = _load(ctx)
+    config = load_context_config(ctx)
     try:
         uri = train_autoencoder(config, load_spec(pipeline_file), dataset, models_root,
                                 epochs=epochs, version=version)

@@ -31,13 +31,13 @@ def train_command(
     Exits 2 when the pipeline file or the dataset is invalid (before any rank starts) and
     1 when training fails.
     """
-    from pipelines.cli import _load
+    from pipelines.cliconfig import load_context_config
     from pipelines.dataset import ManifestError
     from pipelines.spec import SpecError
     from pipelines.train.launcher import TrainingError, run_training
     from pipelines.train.spec import ModelSpecError
 
-    config = _load(ctx)
+    config = load_context_config(ctx)
     try:
         result = run_training(
             config, pipeline_file, dataset_uri, models_root, epochs=epochs,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
+import hashlib
 import json
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +22,6 @@ import tensorflow as tf
 from pipelines.train import data as tdata
 from pipelines.train.models import build_model, make_optimizer
 from pipelines.train.modeldir import upload_tree, write_model_json
-from pipelines.train.worker import command_of, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -281,3 +283,11 @@ class TrainingRun:
             self.dump_weights()
         if self.rank == 0:
             self.publish()
+
+
+def file_sha256(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def command_of(args: argparse.Namespace) -> list[str]:
+    return list(json.loads(args.command_json)) or [sys.executable, "-m", "pipelines.train.worker"]

@@ -12,8 +12,6 @@ own contiguous shard of the Parquet split and runs the same number of steps per 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import logging
 import os
 import sys
@@ -101,14 +99,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     log.info("rank %d finished", hvd.rank())
     return 0
-
-
-def file_sha256(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def command_of(args: argparse.Namespace) -> list[str]:
-    return list(json.loads(args.command_json)) or [sys.executable, "-m", __name__]
 
 
 if __name__ == "__main__":
