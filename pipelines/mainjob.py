@@ -112,14 +112,22 @@ def run_dag(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as out:
         result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
-    failed = _failed_tasks(pipeline, logical_date)
-    if failed and failed[0] == "evaluate_gate":
+    states = {row["task_id"]: row.get("state") for row in task_states(pipeline, logical_date)}
+    if not states:
+        raise MainJobError(
+            f"the Airflow run of {logical_date} ran no task: a logical date before the "
+            f"pipeline's dag.start_date ({pipeline.dag.start_date}) has no task instances; "
+            f"use a later --logical-date or an earlier start_date. Log: {log_path}"
+        )
+    failed = [task for task, state in states.items() if state != "success"]
+    if states.get("evaluate_gate") == "failed":
         raise GateFailed(f"the quality gate stopped the run; log: {log_path}")
     if result.returncode != 0 or failed:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
-        names = ", ".join(failed) or "unknown"
+        listed = ", ".join(f"{task} ({state})" for task, state in states.items() if task in failed)
         raise MainJobError(
-            f"the Airflow run failed (failed tasks: {names}); full log: {log_path}\n{tail}"
+            f"the Airflow run failed; tasks not successful: {listed or 'none'}; "
+            f"full log: {log_path}\n{tail}"
         )
 
 
@@ -135,13 +143,6 @@ def task_states(pipeline: PipelineSpec, logical_date: str) -> list[dict[str, Any
         log.warning("could not read task states: %s", result.stderr[-500:])
         return []
     return json.loads(lines[-1])
-
-
-def _failed_tasks(pipeline: PipelineSpec, logical_date: str) -> list[str]:
-    return [
-        row["task_id"] for row in task_states(pipeline, logical_date)
-        if row.get("state") not in {"success", "skipped"}
-    ]
 
 
 def stage_seconds(states: list[dict[str, Any]]) -> dict[str, float]:
@@ -173,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(pipeline.uri("runs", args.logical_date))
     timings: dict[str, float] = {}
     started = time.monotonic()
+    gate_failed = False
     try:
         with _timed(timings, "apply tables"):
             apply_tables(config)
@@ -183,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             run_dag(pipeline, args.logical_date, run_conf, run_dir / "airflow.log")
     except GateFailed as err:
         log.error("%s", err)
+        gate_failed = True
     except MainJobError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -195,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     summary["report"] = str(report)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print_summary(summary)
+    if gate_failed and summary["evaluation"] is None:
+        print(f"error: the evaluate_gate task failed before it wrote an evaluation; see "
+              f"{run_dir / 'airflow.log'}", file=sys.stderr)
+        return 1
     if not summary["gate"]["passed"]:
         print(f"the quality gate FAILED, so no predictions were published: "
               f"{summary['gate'].get('message')}", file=sys.stderr)
