@@ -267,6 +267,7 @@ class LocalStack:
             self._start(service)
 
     def _start(self, service: Service) -> None:
+        process = None
         if self.pid(service) is not None:
             log.info("%s is already running (pid %s)", service.name, self.pid(service))
         else:
@@ -288,15 +289,19 @@ class LocalStack:
                 )
             self._pid_path(service).write_text(str(process.pid))
             log.info("started %s (pid %s), log %s", service.name, process.pid, log_path)
-        self._wait_healthy(service)
+        self._wait_healthy(service, process)
 
-    def _wait_healthy(self, service: Service) -> None:
+    def _wait_healthy(self, service: Service, process: subprocess.Popen | None) -> None:
+        """Wait until the service is healthy; raise StackError if it exits or times out."""
         deadline = time.monotonic() + self.config.stack.start_timeout_s
         while time.monotonic() < deadline:
             if service.health(self.config):
                 log.info("%s is healthy on port(s) %s", service.name, list(service.ports))
                 return
-            if self.pid(service) is None:
+            # A process started here is watched through its handle: right after the start,
+            # the java launcher may re-exec itself and briefly show another command line.
+            exited = process.poll() is not None if process else self.pid(service) is None
+            if exited:
                 raise StackError(self._failure_text(f"{service.name} exited", self.log_path(service)))
             time.sleep(1.0)
         raise StackError(
