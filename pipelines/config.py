@@ -19,7 +19,7 @@ variable                       overrides
                                endpoints that point at 127.0.0.1 or localhost
 =============================  ===============================================
 
-Invalid values raise :class:`ConfigError` before any service or job starts; its
+Invalid values raise :class:`ConfigError` before any service or job starts. Its
 message names the file or variable, the key, the bad value and what is allowed.
 """
 
@@ -316,7 +316,7 @@ def load_config(
         extra = set(cluster_data) - {"horovod"}
         if extra:
             raise ConfigError(
-                f"{cluster}: unknown section(s) {sorted(extra)}; this file holds only 'horovod'"
+                f"{cluster}: unknown section(s) {sorted(extra)}; this file contains only 'horovod'"
             )
         data["horovod"] = cluster_data.get("horovod", {})
         origins["horovod"] = str(cluster)

@@ -2,7 +2,7 @@
 
 Every service is a JVM started from the jars that ``stack/pom.xml`` resolves, bound to
 127.0.0.1, with its configuration rendered from ``stack/templates`` into the state
-folder. The state folder holds data, logs and pid files, and survives restarts:
+folder. The state folder contains data, logs and pid files, and survives restarts:
 
     <state_dir>/conf/       rendered XML, log4j and empty web-app folders
     <state_dir>/data/       HDFS blocks and metadata, HBase root, ZooKeeper
@@ -70,7 +70,7 @@ def _http_json(url: str) -> dict | None:
 
 
 def _namenode_healthy(config: HoyaConfig) -> bool:
-    """Return True when WebHDFS answers and the NameNode has left safe mode."""
+    """Return True when WebHDFS responds and the NameNode has left safe mode."""
     ports = config.stack.ports
     base = f"http://{BIND_HOST}:{ports.namenode_http}"
     if _http_json(f"{base}/webhdfs/v1/?op=GETFILESTATUS&user.name=hoya") is None:

@@ -3,7 +3,7 @@
 Steps, each timed:
 
 1. apply the table schemas in hbase_schema/;
-2. import data/sp500_5yr into the raw table, unless it already holds every row;
+2. import data/sp500_5yr into the raw table, unless it already contains every row;
 3. run the pipeline's DAG with ``airflow dags test`` (ingest, preprocess, autoencoder,
    encoding, two-rank Horovod training, evaluation and gate, prediction, write-back,
    publish);

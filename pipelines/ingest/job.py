@@ -5,7 +5,7 @@ Run under spark-submit::
     spark-submit pipelines/ingest/job.py --pipeline conf/pipelines/X.yaml \\
         [--output URI] [--row-start KEY] [--row-stop KEY] [--time-range START_MS END_MS]
 
-The output folder holds ``data/`` (Parquet, one row per source row, with a
+The output folder contains ``data/`` (Parquet, one row per source row, with a
 ``row_key`` column), ``quarantine/`` (row_key, reason, stage) and ``ingest.json``
 with the counts; rows read = rows written + rows quarantined.
 """
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 class IngestError(RuntimeError):
-    """The ingest job cannot read its source; the message says why and what to do."""
+    """The ingest job cannot read its source; the message gives the cause and the fix."""
 
 
 def _empty_quarantine(spark: SparkSession) -> DataFrame:

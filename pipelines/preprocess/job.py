@@ -40,7 +40,7 @@ KEY_COLUMNS = ("row_key",)
 
 
 class PreprocessError(RuntimeError):
-    """The preprocess job cannot run on this input; the message says why and what to do."""
+    """The preprocess job cannot run on this input; the message gives the cause and the fix."""
 
 
 def check_columns(frame: DataFrame, spec: PreprocessSpec) -> None:

@@ -29,9 +29,9 @@ expr                            value at row t
 ``future_direction``            1.0 if x_{t+H} > x_t else 0.0 (binary task)
 ==============================  ====================================================
 
-Baselines (``window.baseline``) are computed from the same rows as the features:
+Baselines (``window.baseline``) are computed from the same rows as the features.
 ``persistence`` is the target's expression over the last H rows instead of the next
-H (trailing realized volatility, or x_t for future_value); ``trailing_mean`` is the
+H: trailing realized volatility, or x_t for future_value. ``trailing_mean`` is the
 mean of the target column's last ``baseline_steps`` values.
 """
 

@@ -2,9 +2,9 @@
 clipping, normalization and categorical encoding.
 
 Every statistic (fill values, quantiles, scaling, category lists) is fitted on the rows
-of the training split only and returned in a JSON-ready dict; passing that dict back
-as ``fitted`` reuses the statistics unchanged, which is how prediction-time data is
-transformed exactly like the training data.
+of the training split only and returned in a JSON-ready dict. Passing that dict back
+as ``fitted`` reuses the statistics unchanged, so prediction-time data is transformed
+exactly like the training data.
 
 Rows that a step cannot keep are split off into a quarantine DataFrame
 (``row_key``, ``reason``, ``stage``) rather than dropped.

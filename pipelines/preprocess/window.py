@@ -1,8 +1,8 @@
 """Per-key time-series windows built with Spark window functions.
 
 For a row t of a series, the features are the last ``steps`` values of each channel,
-time-major (step 0 is row t-steps+1, the last step is row t), flattened into one
-``features`` array; the target looks ``horizon`` rows ahead. Nothing is collected to
+flattened time-major into one ``features`` array: step 0 is row t-steps+1 and the last
+step is row t. The target looks ``horizon`` rows ahead. Nothing is collected to
 the driver.
 """
 
@@ -72,8 +72,8 @@ def _baseline(window: WindowSpec, series: Window) -> Column:
 def _split_end_embargo(frame: DataFrame, spec: PreprocessSpec, series: Window) -> Column:
     """Return a condition true where the target's horizon reaches past the row's split.
 
-    Such a target would be computed from rows of the next split, leaking its data; the
-    row stays (its features still teach an autoencoder) with a null target.
+    Such a target would be computed from rows of the next split and so leak its data.
+    The row stays with a null target, because its features still teach an autoencoder.
     """
     if spec.split.by != "time":
         return F.lit(False)
