@@ -1,6 +1,6 @@
 """Airflow DAG factory: one DAG per pipeline file in conf/pipelines/.
 
-Each task is a thin operator that launches a job and holds no pipeline logic: Spark
+Each task is a thin operator that launches a job and contains no pipeline logic. Spark
 jobs go through SparkSubmitOperator (connection ``hoya_spark``), the others run
 ``bin/hoya`` from the job environment. The task order and arguments come from
 pipelines/orchestrate.py. Only pydantic and PyYAML are imported from HOYA, so the

@@ -66,7 +66,7 @@ def test_sp500_dag_has_the_tasks_in_order(airflow_python, tmp_path):
     assert dag["schedule"] == "NullTimetable"  # schedule: null, manual runs only
 
 
-def test_spark_jobs_use_spark_submit_and_training_takes_gpu_slots(airflow_python, tmp_path):
+def test_operators_and_gpu_pool_slots(airflow_python, tmp_path):
     dag = parse_dags(airflow_python, tmp_path)["dags"]["hoya_sp500_volatility"]
     operators = dag["operators"]
     for task in ("ingest", "preprocess", "encode_features", "evaluate_gate", "predict_write_back"):

@@ -70,7 +70,7 @@ def test_hdfs_file_read_by_spark(stack, spark):
         rows = sorted((r.ticker, r.close) for r in frame.collect())
         assert rows == [("AAPL", 150.5), ("AAPL", 151.0), ("MSFT", 92.25)]
 
-        # Spark writes Parquet to HDFS, and WebHDFS sees the files it wrote.
+        # Spark writes Parquet to HDFS, and WebHDFS lists the files it wrote.
         frame.groupBy("ticker").count().write.parquet(f"{stack.hdfs.uri}{folder}/counts")
         assert "_SUCCESS" in hdfs.list(f"{folder}/counts")
         counts = spark.read.parquet(f"{stack.hdfs.uri}{folder}/counts").collect()
