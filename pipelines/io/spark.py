@@ -84,7 +84,17 @@ def run_spark_submit(config: HoyaConfig, script: Path, args: list[str]) -> int:
 
     command = spark_submit_command(config, script, args)
     log.info("running %s", " ".join(command))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    # spark-submit's launcher scripts run "python3" from PATH to find pyspark, so the job
+    # environment's bin/ goes first; the driver and executors use the same interpreter.
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])
+        ),
+    }
     return subprocess.run(command, env=env, check=False).returncode
 
 

@@ -61,6 +61,7 @@ def pipeline_file(tmp_path: Path, files: str, **preprocess_changes) -> Path:
                        "Close": "close", "Volume": "volume", "Name": "ticker"},
             "row_key_columns": ["ticker", "date"],
             "required": ["close", "volume"],
+            "interval_column": "date",
         },
         "preprocess": preprocess,
     }
