@@ -60,6 +60,7 @@ def _dag_args(spec: PipelineSpec) -> dict:
 
 def _operator(task: PlannedTask, spec: PipelineSpec):
     """Return the operator that launches one planned task."""
+    extra = {} if task.retries is None else {"retries": task.retries}
     if task.kind == "spark":
         return SparkSubmitOperator(
             task_id=task.task_id,
@@ -70,6 +71,7 @@ def _operator(task: PlannedTask, spec: PipelineSpec):
             name=f"hoya-{spec.name}-{task.task_id}",
             env_vars={"PYTHONPATH": str(REPO_ROOT)},
             pool=task.pool or "default_pool",
+            **extra,
         )
     command = " ".join([HOYA, *(shlex.quote(arg) for arg in task.args)])
     if task.task_id in {"train", "train_autoencoder"}:
@@ -80,6 +82,7 @@ def _operator(task: PlannedTask, spec: PipelineSpec):
         bash_command=command,
         pool=task.pool or "default_pool",
         pool_slots=task.pool_slots,
+        **extra,
     )
 
 
@@ -146,6 +149,9 @@ def _build_all() -> dict[str, DAG]:
         except SpecError as err:
             log.error("invalid pipeline file %s:\n%s", path, err)
             dag = invalid_dag(path, str(err))
+        except Exception as err:  # noqa: BLE001 - one bad file must not hide the other DAGs
+            log.exception("cannot build a DAG from pipeline file %s", path)
+            dag = invalid_dag(path, f"{path.name}: {err}")
         dags[dag.dag_id] = dag
     return dags
 

@@ -77,6 +77,7 @@ def pipeline_group() -> None:
 @click.pass_context
 def pipeline_validate(ctx: click.Context, files: tuple[str, ...]) -> None:
     """Validate pipeline FILES (default: every file in conf/pipelines); exit 2 if any is invalid."""
+    from pipelines.checks import cross_check
     from pipelines.spec import SpecError, load_spec, pipeline_files
 
     load_context_config(ctx)
@@ -88,6 +89,12 @@ def pipeline_validate(ctx: click.Context, files: tuple[str, ...]) -> None:
         except SpecError as err:
             failed += 1
             click.echo(f"error: {err}", err=True)
+            continue
+        problems = cross_check(spec)
+        if problems:
+            failed += 1
+            for problem in problems:
+                click.echo(f"error: {path.name}: {problem}", err=True)
             continue
         click.echo(f"{path}: pipeline {spec.name!r} is valid")
     if failed:

@@ -40,6 +40,8 @@ class PlannedTask:
     script: str | None = None
     pool: str | None = None
     pool_slots: int = 1
+    # None keeps the DAG's retries; 0 for tasks whose failure a retry cannot change.
+    retries: int | None = None
     upstream: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -57,7 +59,7 @@ def plan_tasks(spec: PipelineSpec, pipeline_file: Path | str, ranks: int) -> lis
     models = spec.uri("models")
     model = spec.uri("models", spec.name, VERSION)
     tasks: list[PlannedTask] = [
-        PlannedTask("validate_config", "hoya", ("pipeline", "validate", path)),
+        PlannedTask("validate_config", "hoya", ("pipeline", "validate", path), retries=0),
         PlannedTask("ingest", "spark",
                     ("--pipeline", path, "--until", UNTIL, "--row-start", ROW_START,
                      "--row-stop", ROW_STOP),
@@ -90,9 +92,10 @@ def plan_tasks(spec: PipelineSpec, pipeline_file: Path | str, ranks: int) -> lis
              "--version", VERSION),
             pool=GPU_POOL, pool_slots=ranks,
         ),
+        # A failed gate is a verdict on the model, not a fault: no retry.
         PlannedTask("evaluate_gate", "spark",
                     ("evaluate", "--pipeline", path, "--dataset", dataset, "--model", model),
-                    script=_job("predict/job.py")),
+                    script=_job("predict/job.py"), retries=0),
         PlannedTask("predict_write_back", "spark",
                     ("predict", "--pipeline", path, "--dataset", dataset, "--model", model,
                      "--logical-date", UNTIL, "--skip-publish"),

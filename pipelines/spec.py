@@ -26,6 +26,26 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly"}
 
 
+_CRON_FIELDS = ("minute", "hour", "day of month", "month", "day of week")
+_CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+_CRON_NAMES = re.compile(r"^[a-z]{3}(-[a-z]{3})?$", re.IGNORECASE)  # jan, mon-fri
+
+
+def _check_cron_field(field: str, name: str, low: int, high: int) -> None:
+    """Raise ValueError when a cron field has a number outside its range or odd syntax."""
+    for part in field.split(","):
+        base, _, step = part.partition("/")
+        if step and not step.isdigit():
+            raise ValueError(f"cron {name} step {step!r} is not a number")
+        if base == "*" or _CRON_NAMES.match(base):
+            continue
+        bounds = base.split("-")
+        if len(bounds) > 2 or not all(b.isdigit() for b in bounds):
+            raise ValueError(f"cron {name} field {part!r} is not valid")
+        if not all(low <= int(b) <= high for b in bounds):
+            raise ValueError(f"cron {name} {part!r} is outside {low}-{high}")
+
+
 class SpecError(ValueError):
     """A pipeline file is invalid; the message names the file, key, value and fix."""
 
@@ -51,9 +71,14 @@ class DagSettings(_Section):
     @field_validator("schedule")
     @classmethod
     def _check_schedule(cls, value: str | None) -> str | None:
-        if value is None or value in _PRESETS or len(value.split()) == 5:
+        if value is None or value in _PRESETS:
             return value
-        raise ValueError("is neither an @preset nor a 5-field cron expression")
+        fields = value.split()
+        if len(fields) != 5:
+            raise ValueError("is neither an @preset nor a 5-field cron expression")
+        for field, name, (low, high) in zip(fields, _CRON_FIELDS, _CRON_RANGES):
+            _check_cron_field(field, name, low, high)
+        return value
 
 
 class StorageSpec(_Section):

@@ -23,6 +23,7 @@ for dag_id, dag in bag.dags.items():
         "operators": {t.task_id: type(t).__name__ for t in dag.tasks},
         "pools": {t.task_id: [t.pool, t.pool_slots] for t in dag.tasks},
         "retries": dag.default_args.get("retries"),
+        "task_retries": {t.task_id: t.retries for t in dag.tasks},
         "owner": dag.default_args.get("owner"),
         "schedule": type(dag.timetable).__name__,
         "params": sorted(dag.params.keys()),
@@ -76,6 +77,10 @@ def test_operators_and_gpu_pool_slots(airflow_python, tmp_path):
     assert dag["pools"]["train"] == ["hoya_gpu", 2]  # two ranks in conf/cluster.yaml
     assert dag["pools"]["train_autoencoder"] == ["hoya_gpu", 2]
     assert dag["pools"]["ingest"] == ["default_pool", 1]
+    # A failed validation or gate is final; the other tasks retry.
+    assert dag["task_retries"]["validate_config"] == 0
+    assert dag["task_retries"]["evaluate_gate"] == 0
+    assert dag["task_retries"]["ingest"] == 2
 
 
 def test_bad_pipeline_file_does_not_hide_good_ones(airflow_python, tmp_path):

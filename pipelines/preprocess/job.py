@@ -45,38 +45,12 @@ class PreprocessError(RuntimeError):
 
 def check_columns(frame: DataFrame, spec: PreprocessSpec) -> None:
     """Raise PreprocessError naming every configured column that the input lacks."""
-    available = set(frame.columns)
-    produced: set[str] = set()
-    wanted: list[tuple[str, str]] = [("row_key", "the input")]
-    if spec.key:
-        wanted.append((spec.key, "preprocess.key"))
-    if spec.order_by:
-        wanted.append((spec.order_by, "preprocess.order_by"))
-    wanted += [(c, "preprocess.casts") for c in spec.casts]
-    for index, item in enumerate(spec.derive):
-        wanted += [(c, f"preprocess.derive[{index}].columns") for c in item.columns]
-        produced.add(item.name)
-    wanted += [(c, "preprocess.missing") for c in spec.missing]
-    if spec.clip:
-        wanted += [(c, "preprocess.clip.columns") for c in spec.clip.columns]
-    if spec.normalize:
-        wanted += [(c, "preprocess.normalize.columns") for c in spec.normalize.columns]
-    if spec.window:
-        wanted += [(c, "preprocess.window.features") for c in spec.window.features]
-        wanted.append((spec.window.target.column, "preprocess.window.target.column"))
-    wanted += [(c, "preprocess.features") for c in spec.features]
-    wanted += [(item.column, "preprocess.categorical") for item in spec.categorical]
-    if spec.target:
-        wanted.append((spec.target.column, "preprocess.target.column"))
-
-    missing = [
-        f"{key}: column {column!r} is not in the input"
-        for column, key in wanted
-        if column not in available and column not in produced
-    ]
+    missing = spec.missing_columns(set(frame.columns))
     if missing:
+        derived = [item.name for item in spec.derive]
         raise PreprocessError(
-            "; ".join(missing) + f". Input columns: {sorted(available)}; fix the pipeline file"
+            "; ".join(missing) + f". Input columns: {sorted(frame.columns)}, derived columns: "
+            f"{derived}; fix the pipeline file"
         )
 
 
@@ -200,6 +174,7 @@ def run_preprocess(
 
     raw = spark.read.parquet(spark_path(f"{input_uri}/data"))
     rows_read = raw.count()
+    _check_training_rows(raw, spec, rows_read, fitted)
     frame, quarantined, statistics, names = transform(raw, spec, fitted)
     counts = write_dataset(frame, quarantined, spec, output_uri)
 
@@ -238,6 +213,27 @@ def run_preprocess(
         pipeline.name, rows_read, written, counts["quarantine"]["rows"],
     )
     return manifest
+
+
+def _check_training_rows(
+    raw: DataFrame, spec: PreprocessSpec, rows_read: int, fitted: dict[str, Any] | None
+) -> None:
+    """Raise PreprocessError when there is nothing to fit statistics on."""
+    if rows_read == 0:
+        raise PreprocessError(
+            "the input has no rows; check the ingest's row-key range, --until date and source"
+        )
+    if fitted is not None:
+        return
+    labelled = steps.add_split_column(raw, spec)
+    if labelled.filter(F.col(steps.SPLIT_COLUMN) == "train").limit(1).count() == 0:
+        split = spec.split
+        where = (f"dated up to split.train_end {split.train_end}" if split.by == "time"
+                 else f"in the first split.train_percent {split.train_percent}% of hashes")
+        raise PreprocessError(
+            f"no input row falls in the training split ({where}), so no statistic can be "
+            "fitted; widen the input or move the split, or pass --fitted-from a dataset"
+        )
 
 
 def _count_classes(output_uri: str) -> int:

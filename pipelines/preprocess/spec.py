@@ -220,8 +220,45 @@ class PreprocessSpec(_Section):
         100_000, ge=1_000, description="rows per Parquet file of the output, at least 1000"
     )
 
+    def referenced_columns(self) -> list[tuple[str, str]]:
+        """Return (column, key) for every input column the steps read, derived ones excluded."""
+        wanted: list[tuple[str, str]] = [("row_key", "the input")]
+        if self.key:
+            wanted.append((self.key, "preprocess.key"))
+        if self.order_by:
+            wanted.append((self.order_by, "preprocess.order_by"))
+        wanted += [(c, "preprocess.casts") for c in self.casts]
+        for index, item in enumerate(self.derive):
+            wanted += [(c, f"preprocess.derive[{index}].columns") for c in item.columns]
+        wanted += [(c, "preprocess.missing") for c in self.missing]
+        if self.clip:
+            wanted += [(c, "preprocess.clip.columns") for c in self.clip.columns]
+        if self.normalize:
+            wanted += [(c, "preprocess.normalize.columns") for c in self.normalize.columns]
+        if self.window:
+            wanted += [(c, "preprocess.window.features") for c in self.window.features]
+            wanted.append((self.window.target.column, "preprocess.window.target.column"))
+        wanted += [(c, "preprocess.features") for c in self.features]
+        wanted += [(item.column, "preprocess.categorical") for item in self.categorical]
+        if self.target:
+            wanted.append((self.target.column, "preprocess.target.column"))
+        derived = {item.name for item in self.derive}
+        return [(column, key) for column, key in wanted if column not in derived]
+
+    def missing_columns(self, available: set[str]) -> list[str]:
+        """Return one message per referenced column that ``available`` lacks."""
+        return [
+            f"{key}: column {column!r} is not in the input"
+            for column, key in self.referenced_columns()
+            if column not in available
+        ]
+
     @model_validator(mode="after")
     def _check_mode(self) -> "PreprocessSpec":
+        names = [item.name for item in self.derive]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"preprocess.derive names {duplicates} more than once; rename them")
         if self.window is not None:
             if not (self.key and self.order_by):
                 raise ValueError("preprocess.window needs preprocess.key and preprocess.order_by")
