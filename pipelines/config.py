@@ -42,6 +42,15 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 _SPARK_MASTER = re.compile(r"^(local(\[(\*|[1-9]\d*)(,\d+)?\])?|spark://.+|yarn|k8s://.+)$")
 
 
+def _check_port(url: str) -> None:
+    try:
+        port = urlsplit(url).port
+    except ValueError as err:
+        raise ValueError(f"has an invalid port: {err}") from None
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError("has a port outside 1 to 65535")
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the key, value and fix."""
 
@@ -81,6 +90,7 @@ class HdfsSettings(_Section):
         parts = urlsplit(value)
         if parts.scheme != "hdfs" or not parts.hostname:
             raise ValueError("must start with hdfs:// and name the NameNode host")
+        _check_port(value)
         return value.rstrip("/")
 
     @field_validator("webhdfs_url")
@@ -89,6 +99,7 @@ class HdfsSettings(_Section):
         parts = urlsplit(value)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError("must be http://host:port or https://host:port")
+        _check_port(value)
         return value.rstrip("/")
 
 
@@ -118,7 +129,8 @@ class SparkSettings(_Section):
 
 class AirflowSettings(_Section):
     home: str = Field(
-        ".hoya/airflow", description="a folder; relative paths start at the repository root"
+        ".hoya/airflow", min_length=1,
+        description="a folder; relative paths start at the repository root",
     )
 
 
@@ -137,7 +149,8 @@ class StackPorts(_Section):
 
 class StackSettings(_Section):
     state_dir: str = Field(
-        ".hoya/state", description="a folder; relative paths start at the repository root"
+        ".hoya/state", min_length=1,
+        description="a folder; relative paths start at the repository root",
     )
     start_timeout_s: int = Field(
         180, ge=10, le=3600, description="seconds from 10 to 3600"
@@ -148,7 +161,10 @@ class StackSettings(_Section):
 
 
 class HorovodHost(_Section):
-    host: str = Field(description="a host name reachable over SSH, or localhost")
+    host: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="a host name reachable over SSH, or localhost",
+    )
     slots: int = Field(ge=1, le=64, description="ranks on this host, from 1 to 64")
     gpus: int = Field(0, ge=0, le=64, description="GPUs on this host, 0 for CPU ranks")
 
@@ -164,6 +180,15 @@ class HorovodSettings(_Section):
         None, description="a network interface name such as eth0, or null"
     )
     ssh_port: int | None = Field(None, ge=1, le=65535, description="a port, or null")
+
+    @field_validator("hosts")
+    @classmethod
+    def _check_unique_hosts(cls, hosts: list[HorovodHost]) -> list[HorovodHost]:
+        names = [h.host for h in hosts]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"lists {repeated} more than once; give each host once with its slots")
+        return hosts
 
     @property
     def num_ranks(self) -> int:
@@ -214,6 +239,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as err:
         raise ConfigError(f"{path}: file not found; create it or set HOYA_CONF") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot be read as a UTF-8 YAML file: {err}") from err
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
@@ -263,7 +290,13 @@ def _describe_error(
     error: dict[str, Any], model: type[BaseModel], origins: dict[str, str]
 ) -> str:
     key = ".".join(str(part) for part in error["loc"])
-    origin = origins.get(key) or origins.get(".".join(key.split(".")[:2]), "")
+    parts = key.split(".")
+    # The longest overridden prefix wins: an environment variable, else the file of the section.
+    origin = next(
+        (origins[".".join(parts[:n])] for n in range(len(parts), 0, -1)
+         if ".".join(parts[:n]) in origins),
+        "",
+    )
     where = f"{origin}: " if origin else ""
     value = error.get("input")
     message = error["msg"]
@@ -311,6 +344,8 @@ def load_config(
 
     data = _read_yaml(conf_path)
     origins = {section: str(conf_path) for section in data}
+    if not cluster.exists() and (cluster_path or env.get("HOYA_CLUSTER_CONF")):
+        raise ConfigError(f"{cluster}: file not found; fix HOYA_CLUSTER_CONF or create it")
     if cluster.exists():
         cluster_data = _read_yaml(cluster)
         extra = set(cluster_data) - {"horovod"}
@@ -340,7 +375,13 @@ def load_config(
             f"HOYA_PORT_OFFSET = {offset_text!r} is invalid; allowed: an integer from 0 to 9999"
         )
     if int(offset_text):
-        _apply_port_offset(config, int(offset_text))
+        try:
+            _apply_port_offset(config, int(offset_text))
+        except ValidationError as err:
+            raise ConfigError(
+                f"HOYA_PORT_OFFSET = {offset_text!r} moves a port past 65535 "
+                f"({err.errors()[0]['msg']}); use a smaller offset"
+            ) from None
     return config
 
 

@@ -16,7 +16,7 @@ def write(tmp_path: Path, text: str, name: str = "hoya.yaml") -> Path:
 
 
 def load(tmp_path: Path, text: str, env: dict[str, str] | None = None, cluster: str | None = None):
-    cluster_path = write(tmp_path, cluster, "cluster.yaml") if cluster else tmp_path / "none.yaml"
+    cluster_path = write(tmp_path, cluster or "{}", "cluster.yaml")
     return load_config(write(tmp_path, text), cluster_path, environ=env or {})
 
 
@@ -115,6 +115,20 @@ def test_cluster_file_sets_gpu_hosts(tmp_path):
             " than or equal to 1; allowed: ranks on this host, from 1 to 64",
         ),
         ("{}", {"HOYA_PORT_OFFSET": "-5"}, "HOYA_PORT_OFFSET = '-5' is invalid"),
+        (
+            "{}",
+            {"HOYA_PORT_OFFSET": "9999", "HOYA_HBASE_THRIFT_PORT": "60000"},
+            "HOYA_PORT_OFFSET = '9999' moves a port past 65535",
+        ),
+        ("{}", {"HOYA_HDFS_URI": "hdfs://127.0.0.1:abc"}, "has an invalid port"),
+        ("{}", {"HOYA_HOROVOD_HOSTS": ":3"}, "horovod.hosts.0.host = '' is invalid"),
+        ("{}", {"HOYA_HOROVOD_HOSTS": "a:1,a:1"}, "lists ['a'] more than once"),
+        ("{}", {"HOYA_STATE_DIR": ""}, "stack.state_dir = '' is invalid"),
+        (
+            "hbase: {thrift_port: abc}",
+            {},
+            "hoya.yaml: hbase.thrift_port = 'abc' is invalid",
+        ),
     ],
 )
 def test_invalid_values_are_rejected(tmp_path, text, env, expected):
@@ -126,6 +140,16 @@ def test_invalid_values_are_rejected(tmp_path, text, env, expected):
 def test_invalid_yaml_names_the_file(tmp_path):
     with pytest.raises(ConfigError, match=r"hoya.yaml: not valid YAML"):
         load(tmp_path, "hbase: [unclosed")
+
+
+def test_missing_cluster_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="cluster.yaml: file not found; fix HOYA_CLUSTER_CONF"):
+        load_config(write(tmp_path, "{}"), tmp_path / "cluster.yaml", environ={})
+
+
+def test_folder_as_config_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be read as a UTF-8 YAML file"):
+        load_config(tmp_path, environ={})
 
 
 def test_missing_file_names_the_fix(tmp_path):
