@@ -170,11 +170,11 @@ def stack_status(ctx: click.Context) -> None:
 
 
 def _print_status(rows: list[dict[str, object]]) -> None:
-    click.echo(f"{'service':<10} {'state':<10} {'pid':<8} {'ports':<20} log")
+    click.echo(f"{'service':<10} {'state':<12} {'pid':<8} {'ports':<20} log")
     for row in rows:
         ports = ",".join(str(port) for port in row["ports"])
         pid = row["pid"] if row["pid"] is not None else "-"
-        click.echo(f"{row['service']:<10} {row['state']:<10} {pid!s:<8} {ports:<20} {row['log']}")
+        click.echo(f"{row['service']:<10} {row['state']:<12} {pid!s:<8} {ports:<20} {row['log']}")
 
 
 def _register_commands() -> None:

@@ -257,14 +257,46 @@ class LocalStack:
 
     # Start, stop, status.
 
+    def _ports_path(self) -> Path:
+        return self.run_dir / "ports.json"
+
+    def _configured_ports(self) -> dict[str, int]:
+        return self.config.stack.ports.model_dump()
+
+    def running_ports(self) -> dict[str, int] | None:
+        """Return the ports the running stack was started with, or None if unknown."""
+        try:
+            return json.loads(self._ports_path().read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _check_same_ports(self) -> None:
+        """Raise StackError when services run with other ports than the configuration's.
+
+        A state folder serves one stack; starting it again with another HOYA_PORT_OFFSET
+        would mix two stacks' services.
+        """
+        running = [service.name for service in services(self.config) if self.pid(service)]
+        recorded = self.running_ports()
+        if running and recorded is not None and recorded != self._configured_ports():
+            raise StackError(
+                f"the stack in {self.state} runs with other ports ({recorded}) than the "
+                f"configuration ({self._configured_ports()}); use the HOYA_PORT_OFFSET it was "
+                "started with, or stop it first with bin/hoya stack down"
+            )
+
     def up(self) -> None:
         """Start every service that is not running and wait until each is healthy."""
         for folder in (self.data_dir, self.log_dir, self.run_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        self._check_same_ports()
+        if not any(self.pid(service) for service in services(self.config)):
+            self._ports_path().write_text(json.dumps(self._configured_ports()))
         self.render_config()
         self._format_namenode_once()
         for service in services(self.config):
             self._start(service)
+        self._ports_path().write_text(json.dumps(self._configured_ports()))
 
     def _start(self, service: Service) -> None:
         process = None
@@ -341,10 +373,14 @@ class LocalStack:
     def status(self) -> list[dict[str, object]]:
         """Return one row per service: name, state, pid, ports and log path."""
         rows = []
+        recorded = self.running_ports()
+        other_ports = recorded is not None and recorded != self._configured_ports()
         for service in services(self.config):
             pid = self.pid(service)
             if pid is None:
                 state = "stopped"
+            elif other_ports:
+                state = "other-ports"  # started with another HOYA_PORT_OFFSET
             else:
                 state = "healthy" if service.health(self.config) else "unhealthy"
             rows.append(

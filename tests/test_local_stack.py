@@ -78,3 +78,15 @@ def test_hdfs_file_read_by_spark(stack, spark):
     finally:
         assert hdfs.delete(folder, recursive=True)
     assert not hdfs.exists(folder)
+
+
+def test_other_port_offset_is_detected(stack):
+    from pipelines.config import load_config
+    from pipelines.localstack import LocalStack, StackError
+
+    moved = load_config(environ={**os.environ, "HOYA_PORT_OFFSET": "1000"})
+    local = LocalStack(moved)
+    assert local.state == LocalStack(stack).state  # the same state folder
+    assert {row["state"] for row in local.status()} == {"other-ports"}
+    with pytest.raises(StackError, match="runs with other ports"):
+        local.up()
