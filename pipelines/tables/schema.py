@@ -215,6 +215,7 @@ class TableSchema(_Model):
                     f"row-key field {name!r} of template {self.row_key.template!r} is neither "
                     "a column nor declared under row_key.fields"
                 )
+        self._check_names_and_patterns()
         if self.row_key.salt_buckets and not self.row_key.template.startswith("{salt}"):
             raise ValueError("a salted row key must start with '{salt}'")
         if self.splits and self.row_key.salt_buckets:
@@ -222,6 +223,44 @@ class TableSchema(_Model):
         if self.splits != sorted(set(self.splits)):
             raise ValueError(f"splits {self.splits} must be sorted and unique")
         return self
+
+    def _check_names_and_patterns(self) -> None:
+        """Reject what HBase or the encoder would only reject later, or silently."""
+        for name, value in (("namespace", self.namespace), ("table", self.table)):
+            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", value):
+                raise ValueError(
+                    f"{name} {value!r} is not a valid HBase name; use letters, digits, '_', "
+                    "'-' and '.'"
+                )
+        for family in self.families:
+            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", family):
+                raise ValueError(f"family {family!r} is not a valid HBase family name")
+        seen: dict[tuple[str, str], str] = {}
+        for column in self.columns.values():
+            if column.qualifier is not None:
+                cell = (column.family, column.qualifier)
+                if cell in seen:
+                    raise ValueError(
+                        f"columns {seen[cell]!r} and {column.name!r} both map to "
+                        f"{column.family}:{column.qualifier}; give each its own qualifier"
+                    )
+                seen[cell] = column.name
+            if column.pattern is not None:
+                if column.type != "string":
+                    raise ValueError(
+                        f"column {column.name!r}: 'pattern' applies to string columns only, "
+                        f"not {column.type}"
+                    )
+                try:
+                    re.compile(column.pattern)
+                except re.error as err:
+                    raise ValueError(
+                        f"column {column.name!r}: pattern {column.pattern!r} is not a valid "
+                        f"regular expression: {err}"
+                    ) from None
+        template = self.row_key.template
+        if template.count("{") != template.count("}") or re.search(r"\{[^}]*\{", template):
+            raise ValueError(f"row_key.template {template!r} has unbalanced braces")
 
     # Names and layout.
 
@@ -429,7 +468,10 @@ def load_table_schema(name_or_path: str | Path) -> TableSchema:
     except ValidationError as err:
         lines = []
         for error in err.errors():
-            key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+            if not error["loc"]:  # a whole-schema check: its message names the values
+                lines.append(error["msg"].removeprefix("Value error, "))
+                continue
+            key = ".".join(str(part) for part in error["loc"])
             lines.append(f"{key}: {error['msg']} (value {error.get('input')!r})")
         raise SchemaError(f"{path}: invalid table schema:\n  " + "\n  ".join(lines)) from None
 

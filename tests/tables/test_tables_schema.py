@@ -243,3 +243,33 @@ def _one_column_schema(column_type: str, encoding: str = "binary") -> TableSchem
                               "encoding": encoding}},
         }
     )
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda d: d["columns"]["open"].update(qualifier="close"),
+         "columns 'close' and 'open' both map to b:close; give each its own qualifier"),
+        (lambda d: d["columns"]["ticker"].update(pattern="[A-Z"),
+         "column 'ticker': pattern '[A-Z' is not a valid regular expression"),
+        (lambda d: d["row_key"].update(template="{ticker}#{date"),
+         "row_key.template '{ticker}#{date' has unbalanced braces"),
+        (lambda d: d.update(table="bad name!"), "table 'bad name!' is not a valid HBase name"),
+        (lambda d: d["columns"]["close"].update(pattern="\\d+"),
+         "column 'close': 'pattern' applies to string columns only, not double"),
+    ],
+)
+def test_schema_mistakes_are_rejected_early(tmp_path, change, expected):
+    import yaml
+
+    from pipelines.config import REPO_ROOT
+    from pipelines.tables.schema import SchemaError, load_table_schema
+
+    data = yaml.safe_load((REPO_ROOT / "hbase_schema/sp500_daily_bars.yaml").read_text())
+    change(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SchemaError) as caught:
+        load_table_schema(path)
+    assert expected in str(caught.value)
+    assert "(value {" not in str(caught.value)
