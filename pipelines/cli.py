@@ -69,7 +69,7 @@ def config_show(ctx: click.Context) -> None:
 
 @cli.group("pipeline")
 def pipeline_group() -> None:
-    """Validate and run pipelines defined in conf/pipelines/*.yaml."""
+    """Validate the pipelines defined in conf/pipelines/*.yaml (Airflow runs them)."""
 
 
 @pipeline_group.command("validate")
@@ -198,7 +198,7 @@ _register_commands()
 
 
 def main() -> None:
-    cli(obj={})
+    cli(obj={}, prog_name="hoya")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ with the counts; rows read = rows written + rows quarantined.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import glob
 import json
 import logging
@@ -150,6 +151,10 @@ def run_ingest(
 
     rows, quarantined = read_source(spark, source, config, row_start, row_stop, time_range)
     if until is not None:
+        try:
+            dt.date.fromisoformat(until)
+        except ValueError as err:
+            raise IngestError(f"--until = {until!r} is not a YYYY-MM-DD date") from err
         if not source.interval_column:
             raise IngestError(
                 "--until needs source.interval_column, the date column of the data interval"
