@@ -156,14 +156,27 @@ def stage_seconds(states: list[dict[str, Any]]) -> dict[str, float]:
     return seconds
 
 
+def _iso_date(text: str) -> str:
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a YYYY-MM-DD date") from None
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer of at least 1")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the S&P 500 pipeline end to end.")
     parser.add_argument("--pipeline", default=str(DEFAULT_PIPELINE), help="pipeline file")
-    parser.add_argument("--logical-date", default=DEFAULT_LOGICAL_DATE,
+    parser.add_argument("--logical-date", default=DEFAULT_LOGICAL_DATE, type=_iso_date,
                         help="the run's logical date, YYYY-MM-DD (data up to it are read)")
     parser.add_argument("--row-start", help="ingest only row keys from this one (a slice)")
     parser.add_argument("--row-stop", help="ingest only row keys before this one")
-    parser.add_argument("--epochs", type=int, help="override train.epochs")
+    parser.add_argument("--epochs", type=_positive_int, help="override train.epochs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

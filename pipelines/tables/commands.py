@@ -227,6 +227,13 @@ def export_command(ctx: click.Context, table: str, target: str, table_name: str 
 
     config = _config(ctx)
     selected = [name.strip() for name in columns.split(",")] if columns else None
+    if row_start and row_stop and row_start >= row_stop:
+        click.echo(f"error: --row-start {row_start!r} must sort before --row-stop "
+                   f"{row_stop!r}", err=True)
+        ctx.exit(2)
+    if not overwrite and _target_exists(config, target):
+        click.echo(f"error: {target} already exists; pass --overwrite to replace it", err=True)
+        ctx.exit(2)
     with _errors(ctx):
         schema = _schema(table, table_name)
         spark = spark_session(config, f"hoya-export-{schema.table}")
@@ -236,6 +243,16 @@ def export_command(ctx: click.Context, table: str, target: str, table_name: str 
             quarantine=quarantine, overwrite=overwrite,
         )
     click.echo(result.summary())
+
+
+def _target_exists(config, target: str) -> bool:
+    from pathlib import Path
+
+    from pipelines.io.webhdfs import WebHdfs
+
+    if target.startswith("hdfs://"):
+        return WebHdfs.from_config(config).exists(target)
+    return Path(target.removeprefix("file://")).exists()
 
 
 def register(cli: click.Group) -> None:

@@ -547,7 +547,11 @@ def _parse_int(value: Any) -> int:
 def _parse_float(value: Any) -> float:
     if isinstance(value, bool):
         raise TypeError("a boolean is not a number")
-    return float(value.strip() if isinstance(value, str) else value)
+    number = float(value.strip() if isinstance(value, str) else value)
+    if isinstance(value, str) and not math.isfinite(number):
+        # Text such as "NaN" or "inf" in an input file is a defect, not a measurement.
+        raise ValueError(f"{value.strip()!r} is not a finite number")
+    return number
 
 
 def _parse_date(value: Any) -> dt.date:

@@ -273,3 +273,13 @@ def test_schema_mistakes_are_rejected_early(tmp_path, change, expected):
         load_table_schema(path)
     assert expected in str(caught.value)
     assert "(value {" not in str(caught.value)
+
+
+@pytest.mark.parametrize("text", ["NaN", "inf", "-Infinity"])
+def test_non_finite_text_is_a_bad_cell(text):
+    from pipelines.tables.schema import BadRecord, load_table_schema
+
+    schema = load_table_schema("sp500_daily_bars")
+    with pytest.raises(BadRecord, match=f"unparsable double '{text}' in column close"):
+        schema.encode_row({"ticker": "AAPL", "date": "2013-01-02", "close": text,
+                           "volume": "1"})
