@@ -1,6 +1,6 @@
 """Checks of a pipeline file against what it names: tables, columns, locations, metrics.
 
-``load_spec`` validates each section on its own; these checks relate the sections to
+``load_spec`` validates each section on its own. These checks relate the sections to
 each other and to ``hbase_schema/``, so ``hoya pipeline validate`` catches a misspelt
 column or table before any job starts.
 """

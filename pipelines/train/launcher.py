@@ -134,8 +134,8 @@ def _run_fingerprint(spec: Any, dataset_uri: str, epochs: int | None, config: Ho
 def _discard_foreign_checkpoints(run_dir: Path, fingerprint: str) -> None:
     """Keep checkpoints only when they were written by a run of the same inputs.
 
-    A retry of the same run resumes; a new run that reuses the version (for example a
-    re-run of the same logical date after the dataset was rebuilt) trains from scratch.
+    A retry of the same run resumes. A new run that reuses the version trains from
+    scratch, for example a re-run of the same logical date after the dataset was rebuilt.
     """
     marker = run_dir / "run-fingerprint.txt"
     previous = marker.read_text().strip() if marker.exists() else None
