@@ -73,6 +73,7 @@ def build_summary(
     encoded = _read_json(pipeline.uri("dataset_encoded", "manifest.json"), config)
     model = _read_json(f"{model_dir}/model.json", config)
     evaluation = _read_json(f"{model_dir}/evaluation.json", config) or {}
+    predicted = _read_json(pipeline.uri("predictions", version, "predict.json"), config)
     example_key = _last_test_key(pipeline)
     return {
         "pipeline": pipeline.name,
@@ -85,6 +86,7 @@ def build_summary(
         "encoded": _manifest_counts(encoded),
         "training": (model or {}).get("metrics"),
         "evaluation": evaluation.get("metrics"),
+        "predictions": predicted,
         "gate": evaluation.get("gate") or {"passed": False, "message": "no evaluation found"},
         "result_table": pipeline.output.table,
         "example": _example_prediction(config, pipeline, example_key),
@@ -153,6 +155,14 @@ def print_summary(summary: dict[str, Any]) -> None:
             )
             for reason, count in sorted(counts["quarantine_reasons"].items()):
                 lines.append(f"    {count:,} x {reason}")
+
+    predicted = summary.get("predictions")
+    if predicted:
+        lines.append(
+            f"predict: read {predicted['rows_read']:,}, written {predicted['rows_written']:,} to "
+            f"{predicted['table']}, quarantined {predicted['rows_quarantined']:,} "
+            f"{predicted['quarantine_reasons']}"
+        )
 
     evaluation = summary["evaluation"] or {}
     lines.append(f"model {summary['model_version']}: {evaluation.get('model')}")

@@ -70,6 +70,9 @@ def test_counts_add_up_at_every_stage(run):
     assert sum(dataset["splits"].values()) + dataset["quarantined"] == expected
     assert summary["encoded"]["splits"] == dataset["splits"]
     assert summary["encoded"]["feature_shape"] == [STEPS * 3 + 4 + 1]  # + code + error
+    predicted = summary["predictions"]
+    assert predicted["rows_read"] == sum(dataset["splits"].values())
+    assert predicted["rows_written"] + predicted["rows_quarantined"] == predicted["rows_read"]
 
 
 def test_model_beats_persistence_on_test_split(run):
