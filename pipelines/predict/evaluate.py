@@ -165,7 +165,7 @@ def _labelled_rows(scored: DataFrame, task: str, with_baseline: bool) -> pd.Data
     if with_baseline:
         columns.append("baseline")
     # NOTE: collects three numbers per labelled test row to the driver, which bounds the
-    # test split to what the driver's memory holds (tens of millions of rows at 2 GiB).
+    # test split to what fits in the driver's memory (tens of millions of rows at 2 GiB).
     return scored.filter(F.col("target").isNotNull()).select(*columns).toPandas()
 
 

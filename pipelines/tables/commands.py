@@ -8,20 +8,9 @@ from typing import Iterator
 
 import click
 
-from pipelines.config import ConfigError, HoyaConfig, load_config
+from pipelines.cliconfig import load_context_config
 
 log = logging.getLogger(__name__)
-
-
-def _config(ctx: click.Context) -> HoyaConfig:
-    obj = ctx.find_root().obj or {}
-    if "config" not in obj:
-        try:
-            obj["config"] = load_config(obj.get("conf_path"))
-        except ConfigError as err:
-            click.echo(f"error: {err}", err=True)
-            ctx.exit(2)
-    return obj["config"]
 
 
 @contextlib.contextmanager
@@ -71,7 +60,7 @@ def tables_apply(ctx: click.Context, names: tuple[str, ...], force: bool) -> Non
     from pipelines.tables.admin import apply_schema
     from pipelines.tables.schema import list_table_schemas
 
-    config = _config(ctx)
+    config = load_context_config(ctx)
     differences = 0
     with _errors(ctx):
         for name in names or list_table_schemas():
@@ -94,7 +83,7 @@ def tables_list(ctx: click.Context) -> None:
     from pipelines.tables.admin import list_tables
     from pipelines.tables.schema import list_table_schemas
 
-    config = _config(ctx)
+    config = load_context_config(ctx)
     with _errors(ctx):
         declared = {_schema(name).table_name: name for name in list_table_schemas()}
         existing = list_tables(config)
@@ -114,7 +103,7 @@ def tables_describe(ctx: click.Context, name: str, table_name: str | None, count
     """Print NAME's families with their settings, its regions and its row count."""
     from pipelines.tables.admin import describe_table
 
-    config = _config(ctx)
+    config = load_context_config(ctx)
     with _errors(ctx):
         info = describe_table(config, _schema(name, table_name), count=count)
     click.echo(f"table {info['table']}")
@@ -138,7 +127,7 @@ def tables_drop(ctx: click.Context, name: str, table_name: str | None, force: bo
     """Disable and delete NAME's table and all its data."""
     from pipelines.tables.admin import drop_table
 
-    config = _config(ctx)
+    config = load_context_config(ctx)
     with _errors(ctx):
         schema = _schema(name, table_name)
     if not force:
@@ -181,7 +170,7 @@ def import_command(ctx: click.Context, table: str, source: str, table_name: str 
     from pipelines.tables.importer import load_mapping, run_import
     from pipelines.tables.sources import list_sources
 
-    config = _config(ctx)
+    config = load_context_config(ctx)
     with _errors(ctx):
         schema = _schema(table, table_name)
         list_sources(config, source, file_format)  # a bad source fails before any table exists
@@ -225,7 +214,7 @@ def export_command(ctx: click.Context, table: str, target: str, table_name: str 
     from pipelines.io.spark import spark_session
     from pipelines.tables.exporter import run_export
 
-    config = _config(ctx)
+    config = load_context_config(ctx)
     selected = [name.strip() for name in columns.split(",")] if columns else None
     if row_start and row_stop and row_start >= row_stop:
         click.echo(f"error: --row-start {row_start!r} must sort before --row-stop "
