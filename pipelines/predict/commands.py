@@ -89,7 +89,7 @@ def publish_command(ctx: click.Context, pipeline_file: str, model_uri: str,
     """Make the model the pipeline's current one in the registry table.
 
     Exits 1 unless the model passed its gate and its predictions were written: its
-    evaluation.json must say so, and <storage root>/predictions/<version>/predict.json
+    evaluation.json must record a passed gate, and <storage root>/predictions/<version>/predict.json
     must count every scored row as written or quarantined.
     """
     import json

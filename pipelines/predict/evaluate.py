@@ -1,7 +1,7 @@
 """Evaluate a model on the test split beside a baseline, and apply the publishing gate.
 
 The report is written to ``<model dir>/evaluation.json``; the predict step publishes only
-a model whose report says the gate passed.
+a model whose report records a passed gate.
 """
 
 from __future__ import annotations
