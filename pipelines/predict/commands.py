@@ -88,9 +88,10 @@ def publish_command(ctx: click.Context, pipeline_file: str, model_uri: str,
                     logical_date: str) -> None:
     """Make the model the pipeline's current one in the registry table.
 
-    Exits 1 unless the model passed its gate and its predictions were written: its
-    evaluation.json must record a passed gate, and <storage root>/predictions/<version>/predict.json
-    must count every scored row as written or quarantined.
+    Exits 1 unless the model passed its gate and its predictions were written. Its
+    evaluation.json must record a passed gate, and
+    <storage root>/predictions/<version>/predict.json must count every scored row as
+    written or quarantined.
     """
     import json
 
