@@ -11,19 +11,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 from pipelines.config import HoyaConfig
-from pipelines.tables.hbase import HBaseError, connect
+from pipelines.tables.hbase import connect
 from pipelines.tables.schema import BadRecord, TableSchema, load_table_schema
+from pipelines.tables.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
 PREDICTION_COLUMN = "prediction"
-MAX_ATTEMPTS = 5
-INITIAL_BACKOFF_S = 0.5
 _SCHEMAS: dict[str, TableSchema] = {}
 
 
@@ -45,7 +43,7 @@ class WriteSummary:
 
 @dataclass(frozen=True)
 class WriteTarget:
-    """What a prediction row becomes in HBase: table schema, qualifier and cell timestamp."""
+    """The HBase form of a prediction row: table schema, qualifier and cell timestamp."""
 
     schema_path: str
     pipeline: str
@@ -108,60 +106,12 @@ def encode_prediction(
     return key, cells
 
 
-def _transient_errors() -> tuple[type[BaseException], ...]:
-    from thriftpy2.protocol.exc import TProtocolException
-    from thriftpy2.transport import TTransportException
-
-    return (TTransportException, TProtocolException, OSError, EOFError)
-
-
-class _PartitionWriter:
-    """One partition's connection; resends a failed batch on a new connection."""
-
-    def __init__(self, config: HoyaConfig, table_name: str, timestamp_ms: int):
-        self.config, self.table_name, self.timestamp_ms = config, table_name, timestamp_ms
-        self.connection: Any = None
-        self.retries = 0
-
-    def send(self, rows: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                if self.connection is None:
-                    self.connection = connect(self.config)
-                batch = self.connection.table(self.table_name).batch(timestamp=self.timestamp_ms)
-                for key, cells in rows:
-                    batch.put(key, cells)
-                batch.send()
-                return
-            except _transient_errors() as err:
-                self.close()
-                if attempt == MAX_ATTEMPTS:
-                    raise HBaseError(
-                        f"put of {len(rows)} rows into {self.table_name} failed {attempt} "
-                        f"times ({err}); check the HBase Thrift server and rerun the step, "
-                        "which rewrites the same cells"
-                    ) from err
-                self.retries += 1
-                delay = INITIAL_BACKOFF_S * 2 ** (attempt - 1)
-                log.warning("put of %d rows into %s failed (attempt %d: %s); retrying in %.1f s",
-                            len(rows), self.table_name, attempt, err, delay)
-                time.sleep(delay)
-
-    def close(self) -> None:
-        if self.connection is not None:
-            try:
-                self.connection.close()
-            except Exception:  # noqa: BLE001 - the socket may already be broken
-                pass
-            self.connection = None
-
-
 def write_partition(
     rows: Iterable[Any], config: HoyaConfig, target: WriteTarget
 ) -> Iterator[dict[str, Any]]:
     """Write one partition's ``(row_key, prediction)`` rows; yield its counts once."""
     schema = cached_schema(target.schema_path)
-    writer = _PartitionWriter(config, schema.table_name, target.timestamp_ms)
+    writer = BatchWriter(config, schema.table_name, target.timestamp_ms)
     pending: list[tuple[bytes, dict[bytes, bytes]]] = []
     written, bad = 0, []
     try:
@@ -172,10 +122,10 @@ def write_partition(
                 bad.append((row[0], err.reason))
                 continue
             if len(pending) >= target.batch_size:
-                writer.send(pending)
+                writer.write(pending)
                 written += len(pending)
                 pending = []
-        writer.send(pending)
+        writer.write(pending)
         written += len(pending)
     finally:
         writer.close()
@@ -224,9 +174,9 @@ def publish_registry(
     }
     record = {k: v for k, v in record.items() if k in registry_schema.columns}
     key, cells = registry_schema.encode_row(record)
-    writer = _PartitionWriter(config, registry_schema.table_name, target.timestamp_ms)
+    writer = BatchWriter(config, registry_schema.table_name, target.timestamp_ms)
     try:
-        writer.send([(key, cells)])
+        writer.write([(key, cells)])
     finally:
         writer.close()
     log.info("registry %s: pipeline %s now at model %s", registry_schema.table_name,
