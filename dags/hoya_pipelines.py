@@ -7,9 +7,9 @@ pipelines/orchestrate.py. Only pydantic and PyYAML are imported from HOYA, so th
 Airflow environment (which cannot load TensorFlow 2.15's numpy and protobuf pins)
 parses this file without the job environment's packages.
 
-A pipeline file that fails validation does not stop the other DAGs: it becomes a DAG
+A pipeline file that fails validation does not stop the other DAGs. It becomes a DAG
 ``hoya_<file name>`` tagged ``invalid`` whose only task fails with the validation
-message (file, key and fix), and the message is logged when the file is parsed.
+message (file, key and fix). The message is also logged when the file is parsed.
 """
 
 from __future__ import annotations

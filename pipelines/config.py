@@ -291,7 +291,7 @@ def _describe_error(
 ) -> str:
     key = ".".join(str(part) for part in error["loc"])
     parts = key.split(".")
-    # The longest overridden prefix wins: an environment variable, else the file of the section.
+    # Use the most specific origin: an environment variable for the key, else the section's file.
     origin = next(
         (origins[".".join(parts[:n])] for n in range(len(parts), 0, -1)
          if ".".join(parts[:n]) in origins),

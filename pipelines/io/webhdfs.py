@@ -54,7 +54,7 @@ class WebHdfs:
     def write(self, uri: str, data: bytes, overwrite: bool = True) -> None:
         """Create or replace the file at ``uri`` with ``data``."""
         url, params = self._url(uri, "CREATE", overwrite=str(overwrite).lower())
-        # The NameNode answers 307 with the DataNode that takes the bytes.
+        # The NameNode replies 307 with the address of the DataNode that takes the bytes.
         first = requests.put(url, params=params, allow_redirects=False, timeout=self.timeout_s)
         self._check(first, "CREATE", uri)
         location = first.headers.get("Location")

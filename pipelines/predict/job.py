@@ -46,7 +46,7 @@ STAGE = "predict"
 
 
 class PredictError(RuntimeError):
-    """The predict step failed; the message says why and what to do."""
+    """The predict step failed; the message gives the cause and the fix."""
 
 
 def _check_published(evaluation: dict[str, Any], info: dict[str, Any], model_uri: str) -> None:

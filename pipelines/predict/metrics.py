@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 # Probabilities are clipped to [EPS, 1 - EPS] in the log loss, so one confident wrong
-# answer costs at most -ln(EPS) = 34.5 nats rather than infinity.
+# prediction costs at most -ln(EPS) = 34.5 nats rather than infinity.
 EPS = 1e-15
 
 

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 REASON = "reason"
 PREDICTION = "prediction"
 PROBABILITIES = "probabilities"
-# Threads TensorFlow may use in one Spark Python worker; executors usually run one task
+# Threads TensorFlow may use in one Spark Python worker. Executors usually run one task
 # per core, so more threads would compete with the other tasks' workers.
 WORKER_THREADS = 2
 # Rows per model call inside one Arrow batch, to bound the memory of one forward pass.

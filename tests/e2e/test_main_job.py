@@ -103,7 +103,7 @@ def test_predictions_are_in_hbase_with_the_logical_date(run, stack):
     assert len(value) == 8  # a big-endian double
     # p:model_version keeps one version: the run of the latest logical date owns it.
     assert cells[b"p:model_version"][1] >= logical_ms
-    # The registry keeps one cell per published run, stamped with its logical date; a
+    # The registry keeps one cell per published run, stamped with its logical date. A
     # reader takes the newest, so a backfill of an older date does not replace a newer model.
     assert (VERSION.encode(), logical_ms) in registry
 

@@ -48,7 +48,7 @@ def test_mlp_trains_and_ranks_agree(tmp_path, config, regression_dataset):
     # Bound: 80% of the error of always predicting the training mean; 5 epochs reach ~65%.
     mean_baseline = float(np.mean((target - np.nanmean(train_target)) ** 2))
     assert info["metrics"]["best_val_loss"] < 0.8 * mean_baseline
-    # The saved model holds the best epoch's weights, and the two ranks' validation halves
+    # The saved model contains the best epoch's weights, and the two ranks' validation halves
     # are equal in size, so the rank-averaged val_loss equals the MSE over the whole split.
     mse = float(np.mean((model.predict(features, verbose=0).ravel() - target) ** 2))
     assert mse == pytest.approx(info["metrics"]["best_val_loss"], rel=1e-4)
